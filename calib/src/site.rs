@@ -1,0 +1,159 @@
+//! The site calibration a box makes from K good parts (`edge-ad calibrate --shots K`).
+
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::header::{Payload, PayloadKind};
+use crate::manifest::{ModelIdentity, Name};
+
+/// How patch features become anomaly scores; the threshold belongs to one scorer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ScorerKind {
+    /// ADPretrain's FeatureNorm: √(‖z‖+1) − 1 of the projected residual.
+    FeatureNorm,
+    /// PatchCore-style: distance to the nearest patch of the shots' own projected residuals.
+    PatchCore,
+    /// PaDiM: per-position Gaussian over the shots, Mahalanobis distance.
+    Padim,
+}
+
+impl ScorerKind {
+    /// The CLI spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FeatureNorm => "featurenorm",
+            Self::PatchCore => "patchcore",
+            Self::Padim => "padim",
+        }
+    }
+}
+
+/// The K-shot reference bank of one feature level: every patch of every shot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ReferenceLevel {
+    /// Backbone output this level comes from.
+    pub output: Name,
+    /// Feature channels C.
+    pub channels: u32,
+    /// Feature grid height.
+    pub height: u32,
+    /// Feature grid width.
+    pub width: u32,
+    /// Number of shots K.
+    pub shots: u32,
+    /// Raw backbone features, K·H·W rows of C values; rows image-major, then row-major patch.
+    pub features: Vec<f32>,
+}
+
+impl ReferenceLevel {
+    /// Patches per shot (H·W).
+    pub fn patches_per_shot(&self) -> usize {
+        self.height as usize * self.width as usize
+    }
+
+    /// Rows of the bank (K·H·W), or `None` when the sizes overflow.
+    pub fn rows(&self) -> Option<usize> {
+        (self.shots as usize).checked_mul(self.patches_per_shot())
+    }
+}
+
+/// Statistics of the good-part scores a threshold was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ScoreStats {
+    /// The scores themselves (leave-one-out scores of the shots and their augmentations).
+    pub scores: Vec<f32>,
+    /// Smallest score.
+    pub min: f32,
+    /// Largest score.
+    pub max: f32,
+    /// Mean score.
+    pub mean: f32,
+    /// Standard deviation (population).
+    pub std: f32,
+}
+
+/// The decision threshold and how it was made.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Threshold {
+    /// Score above which a part is NG (after sensitivity).
+    pub value: f32,
+    /// Threshold before sensitivity: max good score · (1 + margin).
+    pub base: f32,
+    /// Relative margin over the largest good score.
+    pub margin: f32,
+    /// Sensitivity it was made with (value = base / sensitivity).
+    pub sensitivity: f32,
+    /// The good-part scores behind it.
+    pub stats: ScoreStats,
+}
+
+/// A box's site calibration: reference bank, threshold, and what it was made with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SiteCalibration {
+    /// The model files it was made with.
+    pub model: ModelIdentity,
+    /// The scorer its threshold belongs to.
+    pub scorer: ScorerKind,
+    /// Shorter image side after resizing, before the centre crop.
+    pub resize_side: u32,
+    /// Working resolution: the square side fed to the backbone.
+    pub working_side: u32,
+    /// File names of the shots, in the order used.
+    pub shot_names: Vec<Name>,
+    /// One reference bank per backbone level, in manifest order.
+    pub levels: Vec<ReferenceLevel>,
+    /// The decision threshold.
+    pub threshold: Threshold,
+    /// Creation time, seconds since the Unix epoch.
+    pub created_unix_s: u64,
+}
+
+impl Payload for SiteCalibration {
+    const KIND: PayloadKind = PayloadKind::SiteCalibration;
+}
+
+impl SiteCalibration {
+    /// Checks internal consistency so a reader can index the banks without bounds surprises.
+    /// Returns what is wrong.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        if self.levels.is_empty() {
+            return Err("calibration holds no reference level");
+        }
+        if self.working_side == 0 || self.resize_side < self.working_side {
+            return Err("working side is 0 or larger than the resize side");
+        }
+        let shots = self.levels[0].shots;
+        if shots == 0 || shots as usize != self.shot_names.len() {
+            return Err("shot count is 0 or does not match the shot names");
+        }
+        for level in &self.levels {
+            if level.shots != shots || level.channels == 0 || level.height == 0 || level.width == 0
+            {
+                return Err("a reference level has zero sizes or another shot count");
+            }
+            let values = level
+                .rows()
+                .and_then(|r| r.checked_mul(level.channels as usize));
+            if values != Some(level.features.len()) {
+                return Err("a reference level's feature count does not match its sizes");
+            }
+            if level.features.iter().any(|v| !v.is_finite()) {
+                return Err("a reference level holds non-finite features");
+            }
+        }
+        let t = &self.threshold;
+        if !(t.value.is_finite()
+            && t.value > 0.0
+            && t.sensitivity.is_finite()
+            && t.sensitivity > 0.0)
+        {
+            return Err("threshold or sensitivity is not a positive finite number");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,238 @@
+//! Round trips of every payload and every way a file can be wrong.
+
+use edge_ad_calib::*;
+
+fn name(s: &str) -> Name {
+    Name::try_from(s).unwrap()
+}
+
+fn manifest() -> ModelManifest {
+    let mut levels = heapless::Vec::new();
+    levels
+        .push(LevelSpec {
+            output: name("feat_s8"),
+            stride: 8,
+            channels: 40,
+        })
+        .unwrap();
+    levels
+        .push(LevelSpec {
+            output: name("feat_s16"),
+            stride: 16,
+            channels: 112,
+        })
+        .unwrap();
+    ModelManifest {
+        name: name("effnet_lite0_feat"),
+        file: name("effnet_lite0_feat.onnx"),
+        sha256: [7; 32],
+        input_name: name("image"),
+        input_side: 224,
+        colour_order: ColourOrder::Rgb,
+        normalisation: Normalisation::UnitRangeInGraph,
+        levels,
+        licence: name("Apache-2.0"),
+    }
+}
+
+fn site() -> SiteCalibration {
+    let level = |c: u32, h: u32| ReferenceLevel {
+        output: name("feat"),
+        channels: c,
+        height: h,
+        width: h,
+        shots: 2,
+        features: (0..(2 * h * h * c)).map(|i| i as f32 * 0.5).collect(),
+    };
+    SiteCalibration {
+        model: ModelIdentity {
+            backbone_sha256: [1; 32],
+            projector_sha256: Some([2; 32]),
+        },
+        scorer: ScorerKind::FeatureNorm,
+        resize_side: 224,
+        working_side: 224,
+        shot_names: vec![name("a.png"), name("b.png")],
+        levels: vec![level(4, 3), level(8, 2)],
+        threshold: Threshold {
+            value: 1.5,
+            base: 1.5,
+            margin: 0.1,
+            sensitivity: 1.0,
+            stats: ScoreStats {
+                scores: vec![1.0, 1.2],
+                min: 1.0,
+                max: 1.2,
+                mean: 1.1,
+                std: 0.1,
+            },
+        },
+        created_unix_s: 1_780_000_000,
+    }
+}
+
+#[test]
+fn manifest_round_trips() {
+    let m = manifest();
+    let bytes = encode(&m).unwrap();
+    assert_eq!(&bytes[..4], b"EDAD");
+    assert_eq!(decode::<ModelManifest>(&bytes).unwrap(), m);
+    assert!(m.validate().is_ok());
+}
+
+#[test]
+fn site_calibration_round_trips() {
+    let s = site();
+    let bytes = encode(&s).unwrap();
+    let back: SiteCalibration = decode(&bytes).unwrap();
+    assert_eq!(back, s);
+    assert!(back.validate().is_ok());
+}
+
+#[test]
+fn wrong_magic_is_refused() {
+    let mut bytes = encode(&manifest()).unwrap();
+    bytes[0] = b'X';
+    assert!(matches!(
+        decode::<ModelManifest>(&bytes),
+        Err(FormatError::BadMagic { .. })
+    ));
+}
+
+#[test]
+fn other_version_is_refused() {
+    let mut bytes = encode(&manifest()).unwrap();
+    bytes[4] = 2;
+    assert_eq!(
+        decode::<ModelManifest>(&bytes),
+        Err(FormatError::UnsupportedVersion {
+            found: 2,
+            supported: FORMAT_VERSION
+        })
+    );
+}
+
+#[test]
+fn wrong_and_unknown_kind_are_refused() {
+    let bytes = encode(&manifest()).unwrap();
+    assert_eq!(
+        decode::<SiteCalibration>(&bytes),
+        Err(FormatError::WrongKind {
+            expected: PayloadKind::SiteCalibration,
+            found: PayloadKind::ModelManifest
+        })
+    );
+    let mut bytes = bytes;
+    bytes[6] = 99;
+    assert_eq!(
+        decode::<ModelManifest>(&bytes),
+        Err(FormatError::UnknownKind { found: 99 })
+    );
+}
+
+#[test]
+fn every_truncation_is_an_error_not_a_panic() {
+    let bytes = encode(&site()).unwrap();
+    for len in 0..bytes.len() {
+        let err = decode::<SiteCalibration>(&bytes[..len]).unwrap_err();
+        assert!(
+            matches!(err, FormatError::Truncated { .. }),
+            "len {len}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn trailing_bytes_are_refused() {
+    let mut bytes = encode(&site()).unwrap();
+    bytes.push(0);
+    assert!(matches!(
+        decode::<SiteCalibration>(&bytes),
+        Err(FormatError::TrailingBytes { .. })
+    ));
+}
+
+#[test]
+fn length_field_lies_are_caught() {
+    let mut bytes = encode(&site()).unwrap();
+    let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
+    bytes[8..12].copy_from_slice(&(len - 1).to_le_bytes());
+    assert!(matches!(
+        decode::<SiteCalibration>(&bytes),
+        Err(FormatError::TrailingBytes { .. })
+    ));
+    bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(
+        decode::<SiteCalibration>(&bytes),
+        Err(FormatError::Truncated { .. })
+    ));
+}
+
+#[test]
+fn every_flipped_payload_bit_is_caught_by_the_checksum() {
+    let bytes = encode(&manifest()).unwrap();
+    for i in HEADER_LEN..bytes.len() {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            assert!(
+                matches!(
+                    decode::<ModelManifest>(&b),
+                    Err(FormatError::ChecksumMismatch { .. })
+                ),
+                "byte {i} bit {bit}"
+            );
+        }
+    }
+}
+
+#[test]
+fn garbage_with_a_valid_checksum_is_a_payload_error() {
+    // A header that matches its own payload, but the payload is not a calibration.
+    let payload = [0xffu8; 40];
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload);
+    let header = Header {
+        version: FORMAT_VERSION,
+        kind: PayloadKind::SiteCalibration as u8,
+        payload_len: 40,
+        crc32: crc,
+    };
+    let mut bytes = header.to_bytes().to_vec();
+    bytes.extend_from_slice(&payload);
+    assert_eq!(decode::<SiteCalibration>(&bytes), Err(FormatError::Payload));
+}
+
+#[test]
+fn inconsistent_calibration_fails_validation() {
+    let mut s = site();
+    s.levels[1].features.pop();
+    assert!(s.validate().is_err());
+    let mut s = site();
+    s.shot_names.pop();
+    assert!(s.validate().is_err());
+    let mut s = site();
+    s.threshold.value = f32::NAN;
+    assert!(s.validate().is_err());
+    let mut m = manifest();
+    m.input_side = 220;
+    assert!(m.validate().is_err());
+}
+
+#[test]
+fn errors_read_as_sentences() {
+    let msg = FormatError::ChecksumMismatch {
+        stored: 1,
+        computed: 2,
+    }
+    .to_string();
+    assert!(msg.contains("corrupt"), "{msg}");
+    let msg = FormatError::WrongKind {
+        expected: PayloadKind::SiteCalibration,
+        found: PayloadKind::ModelManifest,
+    }
+    .to_string();
+    assert_eq!(
+        msg,
+        "holds a model manifest where a site calibration was expected"
+    );
+}

@@ -1,0 +1,197 @@
+//! From per-level patch scores to one anomaly map and an image score, as ADPretrain's FeatureNorm
+//! does: each level upsampled bilinearly (align_corners = True) to the working side, levels
+//! averaged, a Gaussian (σ = 4 px at 224, scaled with the side; truncated at 4σ; scipy's 'reflect'
+//! border) smooths the map, and the image score is its maximum.
+//!
+//! Written here rather than taken from a crate: fast_image_resize has no align-corners mode and
+//! image's blur uses another border rule, and both would change the scores against the reference.
+
+/// Gaussian σ in pixels at a working side of 224 (the official code's).
+pub const SIGMA_AT_224: f32 = 4.0;
+
+/// Builds anomaly maps of one working side; buffers are sized once.
+pub struct MapBuilder {
+    side: usize,
+    kernel: Vec<f32>,
+    map: Vec<f32>,
+    tmp: Vec<f32>,
+}
+
+impl MapBuilder {
+    /// A builder for square maps of `side` pixels.
+    pub fn new(side: usize) -> Self {
+        let sigma = SIGMA_AT_224 * side as f32 / 224.0;
+        Self {
+            side,
+            kernel: gaussian_kernel(sigma),
+            map: vec![0.0; side * side],
+            tmp: vec![0.0; side * side],
+        }
+    }
+
+    /// The last map built.
+    pub fn map(&self) -> &[f32] {
+        &self.map
+    }
+
+    /// Map side in pixels.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// Builds the map from per-level score grids `(scores, height, width)` and returns it with
+    /// the image score (its maximum). A NaN anywhere makes the image score NaN.
+    pub fn build(&mut self, levels: &[(&[f32], usize, usize)]) -> (&[f32], f32) {
+        self.map.iter_mut().for_each(|v| *v = 0.0);
+        for &(grid, h, w) in levels {
+            add_bilinear(grid, h, w, self.side, &mut self.map);
+        }
+        let inv = 1.0 / levels.len().max(1) as f32;
+        self.map.iter_mut().for_each(|v| *v *= inv);
+        smooth(&mut self.map, &mut self.tmp, self.side, &self.kernel);
+        let score = self.map.iter().fold(f32::NEG_INFINITY, |m, &v| {
+            if v.is_nan() || m.is_nan() {
+                f32::NAN
+            } else {
+                m.max(v)
+            }
+        });
+        (&self.map, score)
+    }
+}
+
+/// Normalised Gaussian taps for σ, radius ⌊4σ + 0.5⌋ (scipy's truncate = 4).
+pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
+    let radius = (4.0 * sigma + 0.5) as i64;
+    let mut k: Vec<f32> = (-radius..=radius)
+        .map(|x| (-0.5 * (x as f32 / sigma).powi(2)).exp())
+        .collect();
+    let sum: f32 = k.iter().sum();
+    k.iter_mut().for_each(|v| *v /= sum);
+    k
+}
+
+/// scipy 'reflect' (half-sample symmetric: d c b a | a b c d | d c b a) index into 0..n.
+fn reflect(i: i64, n: i64) -> usize {
+    let period = 2 * n;
+    let m = i.rem_euclid(period);
+    (if m < n { m } else { period - 1 - m }) as usize
+}
+
+/// Adds the bilinear (align_corners = True) upsampling of an h×w grid to a side×side map.
+fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, out: &mut [f32]) {
+    let scale = |n: usize| {
+        if side > 1 {
+            (n as f32 - 1.0) / (side as f32 - 1.0)
+        } else {
+            0.0
+        }
+    };
+    let (sy, sx) = (scale(h), scale(w));
+    for y in 0..side {
+        let fy = y as f32 * sy;
+        let y0 = (fy.floor() as usize).min(h - 1);
+        let y1 = (y0 + 1).min(h - 1);
+        let ty = fy - y0 as f32;
+        for x in 0..side {
+            let fx = x as f32 * sx;
+            let x0 = (fx.floor() as usize).min(w - 1);
+            let x1 = (x0 + 1).min(w - 1);
+            let tx = fx - x0 as f32;
+            let top = grid[y0 * w + x0] * (1.0 - tx) + grid[y0 * w + x1] * tx;
+            let bottom = grid[y1 * w + x0] * (1.0 - tx) + grid[y1 * w + x1] * tx;
+            out[y * side + x] += top * (1.0 - ty) + bottom * ty;
+        }
+    }
+}
+
+/// Separable Gaussian over a side×side map in place (`tmp` is scratch of the same size).
+fn smooth(map: &mut [f32], tmp: &mut [f32], side: usize, kernel: &[f32]) {
+    let r = (kernel.len() / 2) as i64;
+    let n = side as i64;
+    for y in 0..side {
+        let row = &map[y * side..(y + 1) * side];
+        for x in 0..side {
+            let mut acc = 0.0;
+            for (k, w) in kernel.iter().enumerate() {
+                acc += w * row[reflect(x as i64 + k as i64 - r, n)];
+            }
+            tmp[y * side + x] = acc;
+        }
+    }
+    for y in 0..side {
+        for x in 0..side {
+            let mut acc = 0.0;
+            for (k, w) in kernel.iter().enumerate() {
+                acc += w * tmp[reflect(y as i64 + k as i64 - r, n) * side + x];
+            }
+            map[y * side + x] = acc;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reflect_is_half_sample_symmetric() {
+        let idx: Vec<usize> = (-4..8).map(|i| reflect(i, 4)).collect();
+        assert_eq!(idx, vec![3, 2, 1, 0, 0, 1, 2, 3, 3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn kernel_matches_scipy_size_and_sums_to_one() {
+        let k = gaussian_kernel(4.0);
+        assert_eq!(k.len(), 33); // scipy: radius int(4*4+0.5) = 16
+        assert!((k.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert!(k[16] > k[15] && (k[15] - k[17]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bilinear_align_corners_hits_grid_corners_and_midpoints() {
+        let grid = [0.0, 1.0, 2.0, 3.0]; // 2×2
+        let mut out = vec![0.0; 9];
+        add_bilinear(&grid, 2, 2, 3, &mut out);
+        assert_eq!(out, vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]);
+    }
+
+    #[test]
+    fn constant_levels_give_a_constant_map_and_its_value_as_score() {
+        let mut b = MapBuilder::new(32);
+        let a = vec![2.0; 16];
+        let c = vec![4.0; 4];
+        let (map, score) = b.build(&[(&a, 4, 4), (&c, 2, 2)]);
+        assert!(map.iter().all(|v| (v - 3.0).abs() < 1e-5));
+        assert!((score - 3.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_single_hot_patch_is_the_maximum_and_is_spread() {
+        let mut b = MapBuilder::new(64);
+        let mut g = vec![0.0; 64];
+        g[3 * 8 + 5] = 1.0;
+        let (map, score) = b.build(&[(&g, 8, 8)]);
+        let argmax = map
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .unwrap()
+            .0;
+        let (y, x) = (argmax / 64, argmax % 64);
+        // Grid cell (3, 5) sits at (3·63/7, 5·63/7) = (27, 45) with align_corners.
+        assert!(
+            (y as i32 - 27).abs() <= 1 && (x as i32 - 45).abs() <= 1,
+            "({y}, {x})"
+        );
+        assert!(score < 1.0 && score > 0.0);
+    }
+
+    #[test]
+    fn nan_score_propagates() {
+        let mut b = MapBuilder::new(16);
+        let mut g = vec![0.0; 4];
+        g[1] = f32::NAN;
+        assert!(b.build(&[(&g, 2, 2)]).1.is_nan());
+    }
+}

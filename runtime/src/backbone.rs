@@ -1,0 +1,174 @@
+//! The backbone: the model's ONNX graph compiled by tract for one input side, returning the
+//! manifest's feature levels.
+
+use edge_ad_calib::ModelManifest;
+use tract_onnx::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// One level's feature map of one image, laid out patch-major: H·W rows of C values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMap {
+    /// Channels C.
+    pub channels: usize,
+    /// Grid height H.
+    pub height: usize,
+    /// Grid width W.
+    pub width: usize,
+    /// H·W rows (row-major patches) of C values.
+    pub data: Vec<f32>,
+}
+
+impl FeatureMap {
+    /// A zeroed map.
+    pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
+        Self {
+            channels,
+            height,
+            width,
+            data: vec![0.0; channels * height * width],
+        }
+    }
+
+    /// Patches H·W.
+    pub fn patches(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Fills this map from a C×H×W (channel-major) slice.
+    pub fn fill_from_chw(&mut self, chw: &[f32]) {
+        let n = self.patches();
+        for (c, plane) in chw.chunks_exact(n).enumerate() {
+            for (p, v) in plane.iter().enumerate() {
+                self.data[p * self.channels + c] = *v;
+            }
+        }
+    }
+
+    /// Writes this map as C×H×W (channel-major) into `out`.
+    pub fn write_chw(&self, out: &mut [f32]) {
+        let n = self.patches();
+        for (p, row) in self.data.chunks_exact(self.channels).enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                out[c * n + p] = *v;
+            }
+        }
+    }
+}
+
+type Plan = std::sync::Arc<TypedRunnableModel>;
+
+/// A compiled backbone.
+pub struct Backbone {
+    plan: Plan,
+    side: usize,
+    shapes: Vec<(usize, usize, usize)>,
+    name: String,
+}
+
+impl Backbone {
+    /// Compiles `model` for square inputs of `side` pixels. The input fact is fixed before
+    /// optimisation so tract specialises every kernel; the outputs are the manifest's levels.
+    pub fn new(model: &Model, side: u32) -> Result<Self> {
+        let m = &model.manifest;
+        let err = |reason: String| Error::Model {
+            model: model.origin.clone(),
+            reason,
+        };
+        let side_us = side as usize;
+        let outputs: Vec<&str> = m.levels.iter().map(|l| l.output.as_str()).collect();
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(&model.onnx[..]))
+            .and_then(|g| g.with_input_fact(0, f32::fact([1, 3, side_us, side_us]).into()))
+            .and_then(|mut g| g.select_outputs_by_name(outputs).map(|_| g))
+            .and_then(|g| g.into_optimized())
+            .and_then(|g| g.into_runnable())
+            .map_err(|e| err(format!("cannot compile the graph for {side}×{side}: {e:#}")))?;
+        let shapes = expected_shapes(m, side);
+        Ok(Self {
+            plan,
+            side: side_us,
+            shapes,
+            name: model.origin.clone(),
+        })
+    }
+
+    /// Input side in pixels.
+    pub fn side(&self) -> usize {
+        self.side
+    }
+
+    /// (C, H, W) of each level.
+    pub fn level_shapes(&self) -> &[(usize, usize, usize)] {
+        &self.shapes
+    }
+
+    /// Empty maps shaped like this backbone's output, for [`Backbone::run_into`].
+    pub fn empty_maps(&self) -> Vec<FeatureMap> {
+        self.shapes
+            .iter()
+            .map(|&(c, h, w)| FeatureMap::zeros(c, h, w))
+            .collect()
+    }
+
+    /// Runs the graph on one CHW image (3·side² values) and fills `out` (one map per level).
+    pub fn run_into(&self, chw: &[f32], out: &mut [FeatureMap]) -> Result<()> {
+        let err = |reason: String| Error::Model {
+            model: self.name.clone(),
+            reason,
+        };
+        let input = Tensor::from_shape(&[1, 3, self.side, self.side], chw)
+            .map_err(|e| err(format!("{e:#}")))?;
+        let results = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|e| err(format!("inference failed: {e:#}")))?;
+        if results.len() != out.len() {
+            return Err(err(format!(
+                "graph gave {} outputs, manifest lists {}",
+                results.len(),
+                out.len()
+            )));
+        }
+        for (i, (tensor, map)) in results.iter().zip(out.iter_mut()).enumerate() {
+            let view = tensor
+                .to_plain_array_view::<f32>()
+                .map_err(|e| err(format!("output {i}: {e:#}")))?;
+            let shape = view.shape();
+            if shape != [1, map.channels, map.height, map.width] {
+                return Err(err(format!(
+                    "output {i} has shape {shape:?}, manifest says [1, {}, {}, {}]",
+                    map.channels, map.height, map.width
+                )));
+            }
+            match view.as_slice() {
+                Some(s) => map.fill_from_chw(s),
+                None => map.fill_from_chw(&view.iter().copied().collect::<Vec<_>>()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the graph on one CHW image and returns fresh maps.
+    pub fn run(&self, chw: &[f32]) -> Result<Vec<FeatureMap>> {
+        let mut out = self.empty_maps();
+        self.run_into(chw, &mut out)?;
+        Ok(out)
+    }
+}
+
+/// (C, H, W) of each level of `manifest` at input side `side`.
+pub fn expected_shapes(manifest: &ModelManifest, side: u32) -> Vec<(usize, usize, usize)> {
+    manifest
+        .levels
+        .iter()
+        .map(|l| {
+            (
+                l.channels as usize,
+                (side / l.stride) as usize,
+                (side / l.stride) as usize,
+            )
+        })
+        .collect()
+}

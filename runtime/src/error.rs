@@ -1,0 +1,56 @@
+//! The runtime's error type: every variant names the file or setting at fault.
+
+use std::path::PathBuf;
+
+/// What went wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A file's content is wrong (not an image, a corrupt calibration, a mismatched mask...).
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The model graph could not be loaded or run.
+    #[error("model {model}: {reason}")]
+    Model {
+        /// The model's name or file.
+        model: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A request that cannot be honoured (K larger than the folder, an unknown category...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A content error on `path`.
+    pub fn bad_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
+        Self::BadFile {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// The runtime's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

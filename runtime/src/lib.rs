@@ -1,0 +1,30 @@
+//! edge-ad: an inline anomaly-detection runtime for inspection boxes.
+//!
+//! The frame path, one module per stage:
+//! [`source`] → [`preprocess`] → [`backbone`] → [`residual`] → [`projector`] → [`scorer`] →
+//! [`anomaly_map`] → [`decision`] → [`output`]. [`pipeline`] wires the stages, [`calibrate`] makes
+//! a site calibration from K good parts, [`eval`] measures the whole on MVTec-layout datasets
+//! ([`dataset`], [`metrics`]), and [`synth`] generates such datasets for demos and tests.
+#![deny(unsafe_code)]
+
+pub mod anomaly_map;
+pub mod backbone;
+pub mod calibrate;
+pub mod dataset;
+pub mod decision;
+pub mod error;
+pub mod eval;
+pub mod metrics;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod plots;
+pub mod preprocess;
+pub mod projector;
+pub mod residual;
+pub mod scorer;
+pub mod source;
+pub mod synth;
+
+pub use edge_ad_calib as formats;
+pub use error::{Error, Result};

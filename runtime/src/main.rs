@@ -1,0 +1,621 @@
+//! `edge-ad`: the inspection box's command line. Each verb wires library stages; nothing here
+//! computes on images itself.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use edge_ad::calibrate::{self, CalibrationSettings};
+use edge_ad::decision::{self, decide, Verdict};
+use edge_ad::eval::{self, CategoryReport};
+use edge_ad::formats::{ScorerKind, SiteCalibration};
+use edge_ad::model::Model;
+use edge_ad::output::{self, JsonLines, Record, TextLines, VerdictSink};
+use edge_ad::projector::Projector;
+use edge_ad::source::{self, FileSource, FrameSource};
+use edge_ad::{dataset, synth, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Inline anomaly detection: calibrate from a few good parts, then OK/NG every part.
+#[derive(Parser)]
+#[command(name = "edge-ad", version, about, propagate_version = true)]
+struct Cli {
+    /// Backbone manifest (postcard, see models/); default: the embedded EfficientNet-Lite0.
+    #[arg(long, global = true, value_name = "MANIFEST")]
+    model: Option<PathBuf>,
+    /// Threads for the nearest-neighbour search (default: all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// More log output on stderr (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make a site calibration from the first K good images of a folder (sorted by file name).
+    Calibrate(CalibrateArgs),
+    /// Score images with a calibration: one record per image (file, score, verdict, threshold, latency).
+    Run(RunArgs),
+    /// Evaluate on an MVTec AD layout: calibrate on the first K train/good images, score the test set.
+    Eval(EvalArgs),
+    /// Generate a small dataset of textured parts with painted defects, calibrate on 4 good ones,
+    /// score the rest and print verdicts and metrics.
+    Demo(DemoArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum ScorerArg {
+    Featurenorm,
+    Patchcore,
+    Padim,
+}
+
+impl From<ScorerArg> for ScorerKind {
+    fn from(s: ScorerArg) -> Self {
+        match s {
+            ScorerArg::Featurenorm => ScorerKind::FeatureNorm,
+            ScorerArg::Patchcore => ScorerKind::PatchCore,
+            ScorerArg::Padim => ScorerKind::Padim,
+        }
+    }
+}
+
+/// Options shared by the verbs that build a frame path.
+#[derive(Args, Clone)]
+struct PathArgs {
+    /// Projector folder (`<level>.onnx` per backbone level), or `none` for the identity.
+    #[arg(long, value_name = "PATH|none", default_value = "none")]
+    projector: String,
+}
+
+/// Options shared by the verbs that calibrate.
+#[derive(Args, Clone)]
+struct CalibArgs {
+    /// Scorer to calibrate and score with.
+    #[arg(long, value_enum, default_value = "featurenorm")]
+    scorer: ScorerArg,
+    /// Relative margin over the largest leave-one-out good score.
+    #[arg(long, default_value_t = decision::DEFAULT_MARGIN)]
+    margin: f32,
+    /// Sensitivity: the threshold is divided by it (above 1 flags more parts, below 1 fewer).
+    #[arg(long, default_value_t = 1.0)]
+    sensitivity: f32,
+    /// Score only the shots themselves for the threshold (no gain/shift variations).
+    #[arg(long)]
+    no_augment: bool,
+    /// Working side in pixels (default: the model's input side).
+    #[arg(long)]
+    side: Option<u32>,
+    /// Shorter image side after resizing, before the centre crop (default: the working side).
+    #[arg(long)]
+    resize: Option<u32>,
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// Number of good shots K (the first K images of --source in file-name order).
+    #[arg(long)]
+    shots: usize,
+    /// Folder of good parts.
+    #[arg(long)]
+    source: PathBuf,
+    /// Calibration file to write.
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
+    calib: CalibArgs,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Site calibration file (from `edge-ad calibrate`).
+    #[arg(long)]
+    calibration: PathBuf,
+    /// Folder of images (sorted by file name) or a single image; repeatable.
+    #[arg(long, required = true)]
+    source: Vec<PathBuf>,
+    /// JSON Lines on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Write each anomaly map as <image stem>.npy (float32, 2-D, the image's resolution) here.
+    #[arg(long, value_name = "DIR")]
+    maps: Option<PathBuf>,
+    /// Scorer; must be the one the calibration was made for (default: the calibration's).
+    #[arg(long, value_enum)]
+    scorer: Option<ScorerArg>,
+    #[command(flatten)]
+    path: PathArgs,
+    /// Override the calibration's sensitivity.
+    #[arg(long)]
+    sensitivity: Option<f32>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Dataset root in the MVTec AD layout (or one category folder).
+    #[arg(long)]
+    dataset: PathBuf,
+    /// Categories to evaluate (default: all).
+    #[arg(long = "category", value_name = "NAME")]
+    categories: Vec<String>,
+    /// Shots K: the first K of train/good in file-name order.
+    #[arg(long)]
+    shots: usize,
+    /// One JSON object per category, then one with "category": "mean".
+    #[arg(long)]
+    json: bool,
+    /// Write ROC and PRO curves as PNG plots here.
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
+    #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
+    calib: CalibArgs,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Folder for the generated dataset (default: a temporary folder, removed afterwards).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Seed of the generated dataset.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Shots K.
+    #[arg(long, default_value_t = 4)]
+    shots: usize,
+    #[command(flatten)]
+    path: PathArgs,
+    #[command(flatten)]
+    calib: CalibArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .init();
+    let threads = cli
+        .threads
+        .unwrap_or_else(calibrate::default_threads)
+        .max(1);
+    let result = Model::load(cli.model.as_deref()).and_then(|model| match cli.command {
+        Command::Calibrate(a) => cmd_calibrate(&model, threads, a),
+        Command::Run(a) => cmd_run(&model, threads, a),
+        Command::Eval(a) => cmd_eval(&model, threads, a),
+        Command::Demo(a) => cmd_demo(&model, threads, a),
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edge-ad: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_projector(model: &Model, arg: &PathArgs, working_side: u32) -> Result<Arc<Projector>> {
+    if arg.projector == "none" {
+        return Ok(Arc::new(Projector::Identity));
+    }
+    let shapes = edge_ad::backbone::expected_shapes(&model.manifest, working_side);
+    Ok(Arc::new(Projector::from_dir(
+        Path::new(&arg.projector),
+        &model.manifest,
+        &shapes,
+    )?))
+}
+
+fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
+    CalibrationSettings {
+        scorer: c.scorer.into(),
+        margin: c.margin,
+        sensitivity: c.sensitivity,
+        augment: !c.no_augment,
+        threads,
+    }
+}
+
+fn sides(model: &Model, c: &CalibArgs) -> (u32, u32) {
+    let side = c.side.unwrap_or(model.manifest.input_side);
+    (side, c.resize.unwrap_or(side))
+}
+
+fn spinner(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so a failure leaves nothing.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io(path, e)
+        })
+}
+
+fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
+    let files = source::image_files(&a.source)?;
+    if a.shots > files.len() {
+        return Err(Error::bad_file(
+            &a.source,
+            format!(
+                "{} shots asked but the folder holds {} images",
+                a.shots,
+                files.len()
+            ),
+        ));
+    }
+    let (side, resize) = sides(model, &a.calib);
+    let projector = load_projector(model, &a.path, side)?;
+    let mut extractor = edge_ad::pipeline::Extractor::new(model, resize, side)?;
+    let shots = files[..a.shots]
+        .iter()
+        .map(|p| {
+            Ok((
+                p.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                source::load_image(p)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let started = Instant::now();
+    let bar = spinner(2 * a.shots as u64, "calibrate");
+    let calib = calibrate::calibrate(
+        &mut extractor,
+        projector.clone(),
+        calibrate::identity(model, &projector),
+        &shots,
+        &settings(&a.calib, threads),
+        now_unix(),
+        &|msg| {
+            bar.inc(1);
+            bar.set_message(msg.to_string());
+        },
+    )?;
+    bar.finish_and_clear();
+    let bytes = edge_ad::formats::encode(&calib).map_err(|e| Error::bad_file(&a.out, e))?;
+    write_atomic(&a.out, &bytes)?;
+    let t = &calib.threshold;
+    if a.json {
+        let summary = serde_json::json!({
+            "calibration": a.out.display().to_string(),
+            "shots": calib.shot_names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
+            "scorer": calib.scorer.name(),
+            "threshold": t.value,
+            "good_scores": {"min": t.stats.min, "max": t.stats.max, "mean": t.stats.mean, "std": t.stats.std, "count": t.stats.scores.len()},
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "calibrated {} on {} shots in {:.2} s: threshold {:.4} ({} good scores {:.4}..{:.4}, margin {}, sensitivity {})",
+            a.out.display(),
+            a.shots,
+            started.elapsed().as_secs_f64(),
+            t.value,
+            t.stats.scores.len(),
+            t.stats.min,
+            t.stats.max,
+            t.margin,
+            t.sensitivity
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_calibration(path: &Path) -> Result<SiteCalibration> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    edge_ad::formats::decode(&bytes).map_err(|e| Error::bad_file(path, e))
+}
+
+fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
+    let calib = read_calibration(&a.calibration)?;
+    if let Some(s) = a.scorer {
+        let asked: ScorerKind = s.into();
+        if asked != calib.scorer {
+            return Err(Error::bad_file(
+                &a.calibration,
+                format!(
+                    "was calibrated for scorer {}, not {}; calibrate again with --scorer {}",
+                    calib.scorer.name(),
+                    asked.name(),
+                    asked.name()
+                ),
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    for s in &a.source {
+        if s.is_dir() {
+            files.extend(source::image_files(s)?);
+        } else if s.is_file() {
+            files.push(s.clone());
+        } else {
+            return Err(Error::bad_file(s, "no such file or folder"));
+        }
+    }
+    if let Some(dir) = &a.maps {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let projector = load_projector(model, &a.path, calib.working_side)?;
+    let mut inspector = calibrate::inspector(model, projector, &calib, threads)
+        .map_err(|e| Error::bad_file(&a.calibration, e))?;
+    let threshold = match a.sensitivity {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(Error::Invalid(format!(
+                "--sensitivity must be positive, got {s}"
+            )))
+        }
+        Some(s) => decision::with_sensitivity(&calib.threshold, s).value,
+        None => calib.threshold.value,
+    };
+    let mut sink: Box<dyn VerdictSink> = if a.json {
+        Box::new(JsonLines(std::io::stdout().lock()))
+    } else {
+        Box::new(TextLines(std::io::stdout().lock()))
+    };
+    let mut frames = FileSource::from_files(files);
+    let bar = spinner(frames.remaining().unwrap_or(0) as u64, "run");
+    let mut failures = 0usize;
+    while let Some(frame) = frames.next_frame() {
+        bar.inc(1);
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                // A frame that cannot be read is NG, never skipped silently.
+                bar.suspend(|| eprintln!("edge-ad: error: {e}"));
+                failures += 1;
+                continue;
+            }
+        };
+        let start = Instant::now();
+        let (score, geometry) = match inspector.inspect(&frame.image) {
+            Ok(i) => (i.score, Some(i.geometry)),
+            Err(e) => {
+                bar.suspend(|| eprintln!("edge-ad: error: {}: {e}", frame.name));
+                failures += 1;
+                (f32::NAN, None)
+            }
+        };
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let verdict = decide(score, threshold);
+        if let (Some(dir), Some(g)) = (&a.maps, geometry) {
+            let side = inspector.working_side();
+            let full = output::map_at_source(inspector.map(), side, &g)?;
+            let stem = Path::new(&frame.name)
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            output::write_npy(
+                &dir.join(format!("{stem}.npy")),
+                &full,
+                g.src_height as usize,
+                g.src_width as usize,
+            )?;
+        }
+        bar.suspend(|| {
+            sink.deliver(&Record::new(
+                frame.name, score, verdict, threshold, latency_ms,
+            ))
+        })?;
+    }
+    bar.finish_and_clear();
+    if failures > 0 {
+        eprintln!("edge-ad: {failures} image(s) could not be scored");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fmt_opt(v: Option<f64>, pct: bool) -> String {
+    match v {
+        Some(x) if pct => format!("{:.1}%", 100.0 * x),
+        Some(x) => format!("{x:.4}"),
+        None => "-".into(),
+    }
+}
+
+fn print_table(reports: &[CategoryReport]) {
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9}",
+        "category",
+        "I-AUROC",
+        "P-AUROC",
+        "AUPRO",
+        "threshold",
+        "escape",
+        "f-reject",
+        "ms med",
+        "ms p95"
+    );
+    for r in reports {
+        println!(
+            "{:<14} {:>8} {:>8} {:>8} {:>10.4} {:>8} {:>8} {:>9.1} {:>9.1}",
+            r.category,
+            fmt_opt(r.image_auroc, false),
+            fmt_opt(r.pixel_auroc, false),
+            fmt_opt(r.aupro, false),
+            r.threshold,
+            fmt_opt(r.escape_rate, true),
+            fmt_opt(r.false_reject_rate, true),
+            r.latency_ms_median,
+            r.latency_ms_p95
+        );
+    }
+}
+
+fn evaluate(
+    model: &Model,
+    threads: usize,
+    root: &Path,
+    names: &[String],
+    shots: usize,
+    path: &PathArgs,
+    calib: &CalibArgs,
+    plots: Option<&Path>,
+    mut per_image: impl FnMut(&str, &eval::Scored<'_>),
+) -> Result<Vec<CategoryReport>> {
+    let (side, resize) = sides(model, calib);
+    let projector = load_projector(model, path, side)?;
+    let settings = settings(calib, threads);
+    let mut reports = Vec::new();
+    for name in names {
+        let category = dataset::load_category(root, name)?;
+        let bar = spinner((category.test.len() + 2 * shots) as u64, name);
+        let (report, curves) = eval::evaluate_category(
+            model,
+            projector.clone(),
+            &category,
+            shots,
+            &settings,
+            side,
+            resize,
+            &|msg| {
+                bar.inc(1);
+                bar.set_message(msg.to_string());
+            },
+            &mut |s| bar.suspend(|| per_image(name, &s)),
+        )?;
+        bar.finish_and_clear();
+        if let Some(dir) = plots {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            edge_ad::plots::write_curves(dir, &report, &curves)?;
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn cmd_eval(model: &Model, threads: usize, a: EvalArgs) -> Result<ExitCode> {
+    let names = if a.categories.is_empty() {
+        dataset::category_names(&a.dataset)?
+    } else {
+        a.categories.clone()
+    };
+    let mut reports = evaluate(
+        model,
+        threads,
+        &a.dataset,
+        &names,
+        a.shots,
+        &a.path,
+        &a.calib,
+        a.plots.as_deref(),
+        |_, _| {},
+    )?;
+    reports.push(eval::mean_report(&reports));
+    if a.json {
+        for r in &reports {
+            println!(
+                "{}",
+                serde_json::to_string(r).map_err(|e| Error::Invalid(format!("JSON: {e}")))?
+            );
+        }
+    } else {
+        print_table(&reports);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
+    let (root, temporary) = match &a.out {
+        Some(dir) => (dir.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())),
+            true,
+        ),
+    };
+    let spec = synth::SynthSpec {
+        seed: a.seed,
+        ..Default::default()
+    };
+    println!(
+        "generating {} textures ({} good shots available, {} good and {} defective test parts each) in {}",
+        synth::TEXTURES.len(),
+        spec.train_good,
+        spec.test_good,
+        spec.per_defect * synth::DEFECTS.len(),
+        root.display()
+    );
+    synth::generate(&root, &synth::TEXTURES, &spec)?;
+    let names: Vec<String> = synth::TEXTURES.iter().map(|s| s.to_string()).collect();
+    println!(
+        "calibrating on the first {} good parts of each texture, then scoring every test part:",
+        a.shots
+    );
+    let result = evaluate(
+        model,
+        threads,
+        &root,
+        &names,
+        a.shots,
+        &a.path,
+        &a.calib,
+        None,
+        |cat, s| {
+            let truth = s.item.defect.as_deref().unwrap_or("good");
+            let file = s
+                .item
+                .path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy();
+            let wrong = matches!((truth, s.verdict), ("good", Verdict::Ng))
+                || (truth != "good" && s.verdict == Verdict::Ok);
+            println!(
+                "  {cat:<6} {truth:<8} {file}  score {:.4}  {}{}  {:.1} ms",
+                s.score,
+                s.verdict.as_str(),
+                if wrong { " (wrong)" } else { "" },
+                s.latency_ms
+            );
+        },
+    );
+    if temporary {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    let mut reports = result?;
+    reports.push(eval::mean_report(&reports));
+    println!();
+    print_table(&reports);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,104 @@
+//! Backbone models: the embedded default (EfficientNet-Lite0) or a manifest on disk, with the
+//! ONNX bytes checked against the manifest's sha256.
+
+use std::path::{Path, PathBuf};
+
+use edge_ad_calib::ModelManifest;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+
+/// The default backbone's ONNX graph, embedded so the box runs with no file beside it.
+pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/effnet_lite0_feat.onnx");
+/// The default backbone's manifest (postcard, edge-ad-calib format).
+pub const DEFAULT_MANIFEST: &[u8] = include_bytes!("../../models/effnet_lite0_feat.manifest");
+
+/// A backbone ready to be compiled: its manifest and graph bytes.
+#[derive(Clone)]
+pub struct Model {
+    /// What the graph takes and gives.
+    pub manifest: ModelManifest,
+    /// The ONNX bytes (sha256 already checked against the manifest).
+    pub onnx: std::borrow::Cow<'static, [u8]>,
+    /// Where it came from, for messages: `embedded:<name>` or the manifest's path.
+    pub origin: String,
+}
+
+/// sha256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex of a digest, for messages and JSON.
+pub fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Model {
+    /// The embedded default backbone.
+    pub fn embedded_default() -> Result<Self> {
+        let manifest: ModelManifest =
+            edge_ad_calib::decode(DEFAULT_MANIFEST).map_err(|e| Error::Model {
+                model: "embedded default".into(),
+                reason: format!("manifest: {e}"),
+            })?;
+        Self::checked(
+            manifest,
+            std::borrow::Cow::Borrowed(DEFAULT_ONNX),
+            "embedded:effnet_lite0_feat".into(),
+        )
+    }
+
+    /// A backbone from a manifest file; the ONNX file it names is read from the manifest's folder.
+    pub fn from_manifest(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let manifest: ModelManifest =
+            edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
+        let onnx_path: PathBuf = path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(manifest.file.as_str());
+        let onnx = std::fs::read(&onnx_path).map_err(|e| Error::io(&onnx_path, e))?;
+        Self::checked(
+            manifest,
+            std::borrow::Cow::Owned(onnx),
+            path.display().to_string(),
+        )
+    }
+
+    /// The embedded default for `None`, else the manifest at the path.
+    pub fn load(manifest: Option<&Path>) -> Result<Self> {
+        match manifest {
+            None => Self::embedded_default(),
+            Some(p) => Self::from_manifest(p),
+        }
+    }
+
+    fn checked(
+        manifest: ModelManifest,
+        onnx: std::borrow::Cow<'static, [u8]>,
+        origin: String,
+    ) -> Result<Self> {
+        manifest.validate().map_err(|why| Error::Model {
+            model: origin.clone(),
+            reason: why.into(),
+        })?;
+        let digest = sha256(&onnx);
+        if digest != manifest.sha256 {
+            return Err(Error::Model {
+                model: origin,
+                reason: format!(
+                    "{} has sha256 {} but the manifest expects {}",
+                    manifest.file,
+                    hex(&digest),
+                    hex(&manifest.sha256)
+                ),
+            });
+        }
+        Ok(Self {
+            manifest,
+            onnx,
+            origin,
+        })
+    }
+}

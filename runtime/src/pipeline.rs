@@ -1,0 +1,254 @@
+//! The frame path wired from its stages: preprocess → backbone → residual → projector → scorer →
+//! anomaly map → score. Buffers are sized once from the manifest and calibration.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use image::RgbImage;
+
+use crate::anomaly_map::MapBuilder;
+use crate::backbone::{Backbone, FeatureMap};
+use crate::error::Result;
+use crate::model::Model;
+use crate::preprocess::{CropGeometry, Preprocessor};
+use crate::projector::Projector;
+use crate::residual::ReferenceBank;
+use crate::scorer::Scorer;
+
+/// Preprocessing and backbone: image in, feature maps out.
+pub struct Extractor {
+    pre: Preprocessor,
+    backbone: Backbone,
+    level_names: Vec<String>,
+}
+
+impl Extractor {
+    /// Compiles `model` for `working_side` inputs cropped from images resized to `resize_side`.
+    pub fn new(model: &Model, resize_side: u32, working_side: u32) -> Result<Self> {
+        let pre = Preprocessor::new(&model.manifest, resize_side, working_side)?;
+        let backbone = Backbone::new(model, working_side)?;
+        let level_names = model
+            .manifest
+            .levels
+            .iter()
+            .map(|l| l.output.to_string())
+            .collect();
+        Ok(Self {
+            pre,
+            backbone,
+            level_names,
+        })
+    }
+
+    /// The backbone output name of each level.
+    pub fn level_names(&self) -> &[String] {
+        &self.level_names
+    }
+
+    /// The preprocessor (for masks and geometry).
+    pub fn preprocessor(&mut self) -> &mut Preprocessor {
+        &mut self.pre
+    }
+
+    /// The backbone.
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
+    }
+
+    /// Feature maps of one image.
+    pub fn features(&mut self, image: &RgbImage) -> Result<Vec<FeatureMap>> {
+        let mut out = self.backbone.empty_maps();
+        self.features_into(image, &mut out, &mut StageTimes::default())?;
+        Ok(out)
+    }
+
+    /// Feature maps of one image into `out`, timing the two stages.
+    pub fn features_into(
+        &mut self,
+        image: &RgbImage,
+        out: &mut [FeatureMap],
+        t: &mut StageTimes,
+    ) -> Result<CropGeometry> {
+        let start = Instant::now();
+        let (chw, geometry) = self.pre.run(image)?;
+        t.preprocess_ms = ms(start);
+        let start = Instant::now();
+        self.backbone.run_into(chw, out)?;
+        t.backbone_ms = ms(start);
+        Ok(geometry)
+    }
+}
+
+/// Milliseconds spent in each stage of one frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StageTimes {
+    /// Resize, crop, layout.
+    pub preprocess_ms: f64,
+    /// Backbone graph.
+    pub backbone_ms: f64,
+    /// Nearest-neighbour search and subtraction.
+    pub residual_ms: f64,
+    /// Projector graphs.
+    pub projector_ms: f64,
+    /// Scorer, map and image score.
+    pub score_ms: f64,
+}
+
+impl StageTimes {
+    /// Whole frame.
+    pub fn total_ms(&self) -> f64 {
+        self.preprocess_ms + self.backbone_ms + self.residual_ms + self.projector_ms + self.score_ms
+    }
+}
+
+fn ms(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Feature maps in, image score and anomaly map out: residual, projector, scorer and map.
+pub struct FeatureScorer {
+    banks: Vec<ReferenceBank>,
+    projector: Arc<Projector>,
+    scorer: Box<dyn Scorer>,
+    maps: MapBuilder,
+    residuals: Vec<FeatureMap>,
+    scores: Vec<Vec<f32>>,
+    threads: usize,
+}
+
+impl FeatureScorer {
+    /// A scorer over one reference bank per level, for maps of `working_side`.
+    pub fn new(
+        banks: Vec<ReferenceBank>,
+        projector: Arc<Projector>,
+        scorer: Box<dyn Scorer>,
+        shapes: &[(usize, usize, usize)],
+        working_side: usize,
+        threads: usize,
+    ) -> Self {
+        let residuals = shapes
+            .iter()
+            .map(|&(c, h, w)| FeatureMap::zeros(c, h, w))
+            .collect();
+        let scores = shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect();
+        Self {
+            banks,
+            projector,
+            scorer,
+            maps: MapBuilder::new(working_side),
+            residuals,
+            scores,
+            threads,
+        }
+    }
+
+    /// The scorer in use.
+    pub fn scorer(&self) -> &dyn Scorer {
+        self.scorer.as_ref()
+    }
+
+    /// Projected residuals of `features` (one map per level) against the banks.
+    pub fn projected_residuals(&self, features: &[FeatureMap]) -> Result<Vec<FeatureMap>> {
+        features
+            .iter()
+            .enumerate()
+            .map(|(l, f)| {
+                let mut r = self.banks[l].residuals(f, self.threads);
+                self.projector.project(l, &mut r)?;
+                Ok(r)
+            })
+            .collect()
+    }
+
+    /// Scores one image's feature maps; returns the image score. The map is in [`Self::map`].
+    pub fn score(&mut self, features: &[FeatureMap], t: &mut StageTimes) -> Result<f32> {
+        let start = Instant::now();
+        for (l, f) in features.iter().enumerate() {
+            self.banks[l].residuals_into(f, self.threads, &mut self.residuals[l]);
+        }
+        t.residual_ms = ms(start);
+        let start = Instant::now();
+        for (l, r) in self.residuals.iter_mut().enumerate() {
+            self.projector.project(l, r)?;
+        }
+        t.projector_ms = ms(start);
+        let start = Instant::now();
+        for (l, r) in self.residuals.iter().enumerate() {
+            self.scorer
+                .level_scores(l, r, self.threads, &mut self.scores[l]);
+        }
+        let grids: Vec<(&[f32], usize, usize)> = self
+            .residuals
+            .iter()
+            .zip(&self.scores)
+            .map(|(r, s)| (s.as_slice(), r.height, r.width))
+            .collect();
+        let (_, score) = self.maps.build(&grids);
+        t.score_ms = ms(start);
+        Ok(score)
+    }
+
+    /// The anomaly map of the last scored image (working side × working side, row-major).
+    pub fn map(&mut self) -> &[f32] {
+        self.maps.map()
+    }
+}
+
+/// One inspected frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Inspection {
+    /// Image score (max of the anomaly map); NaN when the model produced garbage.
+    pub score: f32,
+    /// Where the working square lies in the frame.
+    pub geometry: CropGeometry,
+    /// Per-stage timings.
+    pub times: StageTimes,
+}
+
+/// The whole frame path for one calibrated box.
+pub struct Inspector {
+    extractor: Extractor,
+    scoring: FeatureScorer,
+    features: Vec<FeatureMap>,
+}
+
+impl Inspector {
+    /// Wires an extractor and a feature scorer.
+    pub fn new(extractor: Extractor, scoring: FeatureScorer) -> Self {
+        let features = extractor.backbone().empty_maps();
+        Self {
+            extractor,
+            scoring,
+            features,
+        }
+    }
+
+    /// Scores one frame.
+    pub fn inspect(&mut self, image: &RgbImage) -> Result<Inspection> {
+        let mut times = StageTimes::default();
+        let geometry = self
+            .extractor
+            .features_into(image, &mut self.features, &mut times)?;
+        let score = self.scoring.score(&self.features, &mut times)?;
+        Ok(Inspection {
+            score,
+            geometry,
+            times,
+        })
+    }
+
+    /// The anomaly map of the last frame at the working side.
+    pub fn map(&mut self) -> &[f32] {
+        self.scoring.map()
+    }
+
+    /// Working side of the maps.
+    pub fn working_side(&mut self) -> u32 {
+        self.extractor.preprocessor().working_side()
+    }
+
+    /// The extractor (for masks in evaluation).
+    pub fn extractor(&mut self) -> &mut Extractor {
+        &mut self.extractor
+    }
+}

@@ -1,0 +1,122 @@
+//! Frame sources: where images come from (a folder or a list of files; the camera later), behind
+//! one trait so the pipeline does not care.
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+
+/// Smallest image side accepted: below this there is nothing to inspect.
+pub const MIN_IMAGE_SIDE: u32 = 32;
+
+/// One image to inspect.
+pub struct Frame {
+    /// A name for records (the file name for files).
+    pub name: String,
+    /// The file it came from, when it came from a file.
+    pub path: Option<PathBuf>,
+    /// The pixels, RGB 8-bit (grey images are expanded).
+    pub image: RgbImage,
+}
+
+/// Something that yields frames one after another.
+pub trait FrameSource {
+    /// The next frame; `None` when the source is exhausted.
+    fn next_frame(&mut self) -> Option<Result<Frame>>;
+    /// How many frames remain, when known (for progress bars).
+    fn remaining(&self) -> Option<usize>;
+}
+
+/// Whether `path` has an image extension this runtime decodes (PNG, JPEG, BMP).
+pub fn is_image_path(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .map(|e| {
+            matches!(
+                e.to_ascii_lowercase().as_str(),
+                "png" | "jpg" | "jpeg" | "bmp"
+            )
+        })
+        .unwrap_or(false)
+}
+
+/// The image files of `dir` (PNG, JPEG, BMP) in sorted file-name order. Other files are skipped;
+/// a missing folder or one without images is an error naming it.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        if path.is_file() && is_image_path(&path) {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(Error::bad_file(dir, "holds no PNG, JPEG or BMP image"));
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Decodes an image file to RGB 8-bit. Grey, 16-bit and alpha images are converted. An image
+/// smaller than [`MIN_IMAGE_SIDE`] on either side is an error.
+pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    let decoded = reader
+        .decode()
+        .map_err(|e| Error::bad_file(path, format!("not a readable image: {e}")))?;
+    let rgb = decoded.into_rgb8();
+    if rgb.width() < MIN_IMAGE_SIDE || rgb.height() < MIN_IMAGE_SIDE {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "image is {}×{}, smaller than the {MIN_IMAGE_SIDE}-pixel minimum",
+                rgb.width(),
+                rgb.height()
+            ),
+        ));
+    }
+    Ok(rgb)
+}
+
+/// Frames from a fixed list of files, in list order.
+pub struct FileSource {
+    files: std::vec::IntoIter<PathBuf>,
+}
+
+impl FileSource {
+    /// Every image of a folder, in sorted file-name order.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        Ok(Self::from_files(image_files(dir)?))
+    }
+
+    /// The given files, in the given order.
+    pub fn from_files(files: Vec<PathBuf>) -> Self {
+        Self {
+            files: files.into_iter(),
+        }
+    }
+}
+
+impl FrameSource for FileSource {
+    fn next_frame(&mut self) -> Option<Result<Frame>> {
+        let path = self.files.next()?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Some(load_image(&path).map(|image| Frame {
+            name,
+            path: Some(path),
+            image,
+        }))
+    }
+
+    fn remaining(&self) -> Option<usize> {
+        Some(self.files.len())
+    }
+}
