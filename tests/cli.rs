@@ -1,1 +1,237 @@
+//! `edge-ad` driven as a user would: generate a dataset, calibrate on 4 shots, run, evaluate —
+//! and every kind of bad input answered with a clear error and a non-zero exit.
 
+use std::path::Path;
+
+use edge_ad::formats::{decode, SiteCalibration};
+use edge_ad::synth::{self, SynthSpec};
+use edge_ad_e2e::{edge_ad, s};
+use serde_json::Value;
+
+fn dataset(root: &Path) {
+    let spec = SynthSpec { side: 256, train_good: 6, test_good: 6, per_defect: 2, seed: 11 };
+    synth::generate(root, &["weave"], &spec).unwrap();
+}
+
+#[test]
+fn calibrate_run_and_eval_on_generated_parts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    dataset(&root);
+    let cat = root.join("weave");
+    let calib = tmp.path().join("site.calib");
+
+    let r =
+        edge_ad(&["calibrate", "--shots", "4", "--source", s(&cat.join("train/good")), "--out", s(&calib), "--json"]);
+    assert!(r.ok, "{}", r.stderr);
+    let summary: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+    assert_eq!(summary["shots"], serde_json::json!(["000.png", "001.png", "002.png", "003.png"]));
+    let c: SiteCalibration = decode(&std::fs::read(&calib).unwrap()).unwrap();
+    assert_eq!(c.shot_names.len(), 4);
+    assert_eq!(c.levels.len(), 2);
+    assert_eq!(c.threshold.stats.scores.len(), 4 * 5, "each shot and 4 variations, leave-one-out");
+    assert!(c.threshold.value > c.threshold.stats.max);
+
+    // A non-square image, to check that maps come back at the image's own resolution.
+    let odd = tmp.path().join("odd");
+    std::fs::create_dir_all(&odd).unwrap();
+    let img = image::open(cat.join("test/hole/000.png")).unwrap();
+    img.crop_imm(0, 0, 256, 200).save(odd.join("wide.png")).unwrap();
+
+    let maps = tmp.path().join("maps");
+    let r = edge_ad(&[
+        "run",
+        "--calibration",
+        s(&calib),
+        "--source",
+        s(&cat.join("test/good")),
+        "--source",
+        s(&cat.join("test/hole")),
+        "--source",
+        s(&odd.join("wide.png")),
+        "--json",
+        "--maps",
+        s(&maps),
+    ]);
+    assert!(r.ok, "{}", r.stderr);
+    let records: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 6 + 2 + 1);
+    for rec in &records {
+        for key in ["file", "score", "verdict", "threshold", "latency_ms"] {
+            assert!(rec.get(key).is_some(), "{key} missing in {rec}");
+        }
+        assert!(rec["verdict"] == "OK" || rec["verdict"] == "NG");
+        let (score, t) = (rec["score"].as_f64().unwrap(), rec["threshold"].as_f64().unwrap());
+        assert_eq!(rec["verdict"] == "NG", score > t, "{rec}");
+    }
+    let holes: Vec<&Value> = records.iter().filter(|r| r["file"] == "000.png" || r["file"] == "001.png").collect();
+    assert!(!holes.is_empty());
+    let map = npyz::NpyFile::new(std::fs::File::open(maps.join("wide.npy")).unwrap()).unwrap();
+    assert_eq!(map.shape(), &[200, 256]);
+    let values: Vec<f32> = map.into_vec().unwrap();
+    assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v > 0.0));
+
+    let plots = tmp.path().join("plots");
+    let r = edge_ad(&["eval", "--dataset", s(&root), "--shots", "4", "--json", "--plots", s(&plots)]);
+    assert!(r.ok, "{}", r.stderr);
+    let rows: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["category"], "weave");
+    assert_eq!(rows[1]["category"], "mean");
+    for key in [
+        "category",
+        "image_auroc",
+        "pixel_auroc",
+        "aupro",
+        "threshold",
+        "escape_rate",
+        "false_reject_rate",
+        "latency_ms_median",
+        "latency_ms_p95",
+    ] {
+        assert!(rows[1].get(key).is_some(), "{key} missing");
+    }
+    let auroc = rows[0]["image_auroc"].as_f64().unwrap();
+    assert!(auroc > 0.8, "image AUROC {auroc} is not clearly above chance");
+    assert!(rows[0]["pixel_auroc"].as_f64().unwrap() > 0.8);
+    for key in ["escape_rate", "false_reject_rate", "aupro"] {
+        let v = rows[0][key].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&v), "{key} = {v}");
+    }
+    assert!(plots.join("weave_roc.png").is_file() && plots.join("weave_pro.png").is_file());
+}
+
+#[test]
+fn every_scorer_runs_through_eval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    dataset(&root);
+    for scorer in ["patchcore", "padim"] {
+        let r = edge_ad(&["eval", "--dataset", s(&root), "--shots", "4", "--json", "--scorer", scorer]);
+        assert!(r.ok, "{scorer}: {}", r.stderr);
+        let first: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+        assert_eq!(first["scorer"], scorer);
+        let auroc = first["image_auroc"].as_f64().unwrap();
+        assert!(auroc > 0.7, "{scorer}: image AUROC {auroc}");
+    }
+}
+
+/// Asserts a failed run whose stderr names `what` and says `why`.
+fn fails(args: &[&str], what: &str, why: &str) {
+    let r = edge_ad(args);
+    assert!(!r.ok, "{args:?} should fail; stdout {}", r.stdout);
+    assert!(
+        r.stderr.contains(what) && r.stderr.contains(why),
+        "{args:?}: stderr {:?} should name {what:?} and say {why:?}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    dataset(&root);
+    let good = root.join("weave/train/good");
+    let out = tmp.path().join("c.calib");
+
+    fails(
+        &["calibrate", "--shots", "4", "--source", s(&tmp.path().join("missing")), "--out", s(&out)],
+        "missing",
+        "No such file",
+    );
+    fails(
+        &["calibrate", "--shots", "9", "--source", s(&good), "--out", s(&out)],
+        s(&good),
+        "9 shots asked but the folder holds 6",
+    );
+    fails(&["calibrate", "--shots", "1", "--source", s(&good), "--out", s(&out)], "at least 2", "shots");
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    fails(&["calibrate", "--shots", "2", "--source", s(&empty), "--out", s(&out)], s(&empty), "no PNG, JPEG or BMP");
+
+    let junk = tmp.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::copy(good.join("000.png"), junk.join("a.png")).unwrap();
+    std::fs::write(junk.join("b.png"), b"this is not a png").unwrap();
+    fails(&["calibrate", "--shots", "2", "--source", s(&junk), "--out", s(&out)], "b.png", "not a readable image");
+    image::RgbImage::new(10, 10).save(junk.join("b.png")).unwrap();
+    fails(
+        &["calibrate", "--shots", "2", "--source", s(&junk), "--out", s(&out)],
+        "b.png",
+        "smaller than the 32-pixel minimum",
+    );
+    assert!(!out.exists(), "a failed calibration must not leave a file");
+
+    // A good calibration, then every corruption of it.
+    let r = edge_ad(&["calibrate", "--shots", "3", "--source", s(&good), "--out", s(&out)]);
+    assert!(r.ok, "{}", r.stderr);
+    let bytes = std::fs::read(&out).unwrap();
+    let bad = tmp.path().join("bad.calib");
+    let run = |b: &[u8], why: &str| {
+        std::fs::write(&bad, b).unwrap();
+        fails(&["run", "--calibration", s(&bad), "--source", s(&good)], "bad.calib", why);
+    };
+    let mut flipped = bytes.clone();
+    let n = flipped.len();
+    flipped[n / 2] ^= 0x40;
+    run(&flipped, "checksum mismatch");
+    run(&bytes[..bytes.len() - 10], "truncated");
+    run(b"GIF89a not ours at all", "not an edge-ad file");
+    run(
+        &std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/effnet_lite0_feat.manifest")).unwrap(),
+        "holds a model manifest where a site calibration was expected",
+    );
+    let mut other_version = bytes.clone();
+    other_version[4] = 9;
+    run(&other_version, "format version 9 is not supported");
+
+    fails(
+        &["run", "--calibration", s(&out), "--source", s(&good), "--scorer", "padim"],
+        "c.calib",
+        "calibrated for scorer featurenorm",
+    );
+    fails(&["run", "--calibration", s(&out), "--source", s(&tmp.path().join("nothing"))], "nothing", "no such file");
+    let proj = tmp.path().join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    fails(
+        &["run", "--calibration", s(&out), "--source", s(&good), "--projector", s(&proj)],
+        "feat_s8.onnx",
+        "No such file",
+    );
+
+    // A run over a folder with one unreadable image scores the others, reports it, exits non-zero.
+    let r = edge_ad(&["run", "--calibration", s(&out), "--source", s(&junk), "--json"]);
+    assert!(!r.ok && r.stderr.contains("b.png"), "{} / {}", r.stdout, r.stderr);
+    let records: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(records.len(), 2, "one record per input, the fault included");
+    assert_eq!(records[1]["file"], "b.png");
+    assert_eq!(records[1]["verdict"], "NG");
+    assert!(records[1]["score"].is_null() && records[1]["error"].as_str().unwrap().contains("smaller"));
+
+    // Datasets: an empty category, a defect without its mask, a mask of the wrong size.
+    let cat = root.join("weave");
+    let test_items: Vec<_> = std::fs::read_dir(cat.join("test/good")).unwrap().map(|e| e.unwrap().path()).collect();
+    std::fs::rename(cat.join("ground_truth/hole/001_mask.png"), tmp.path().join("kept_mask.png")).unwrap();
+    fails(&["eval", "--dataset", s(&root), "--shots", "4"], "001.png", "has no mask");
+    image::GrayImage::new(100, 80).save(cat.join("ground_truth/hole/001_mask.png")).unwrap();
+    fails(&["eval", "--dataset", s(&root), "--shots", "4"], "001_mask.png", "mask is 100×80 but its image");
+    fails(&["eval", "--dataset", s(&root), "--shots", "7"], "weave", "7 shots asked but train/good holds 6");
+    fails(&["eval", "--dataset", s(&root), "--shots", "4", "--category", "nope"], "nope", "not found");
+    fails(&["eval", "--dataset", s(&tmp.path().join("void")), "--shots", "4"], "void", "not a folder");
+    let hollow = tmp.path().join("hollow/part");
+    std::fs::create_dir_all(hollow.join("train/good")).unwrap();
+    std::fs::create_dir_all(hollow.join("test")).unwrap();
+    std::fs::copy(good.join("000.png"), hollow.join("train/good/000.png")).unwrap();
+    fails(&["eval", "--dataset", s(&tmp.path().join("hollow")), "--shots", "1"], "test", "holds no test image");
+    assert!(!test_items.is_empty());
+}
+
+#[test]
+fn every_verb_has_help() {
+    for verb in ["calibrate", "run", "eval", "demo"] {
+        let r = edge_ad(&[verb, "--help"]);
+        assert!(r.ok && r.stdout.contains("Usage"), "{verb}: {}", r.stderr);
+    }
+}

@@ -88,10 +88,7 @@ impl Header {
     /// Parses the first [`HEADER_LEN`] bytes; checks only the magic and the length of `bytes`.
     pub fn parse(bytes: &[u8]) -> Result<Self, FormatError> {
         if bytes.len() < HEADER_LEN {
-            return Err(FormatError::Truncated {
-                needed: HEADER_LEN,
-                got: bytes.len(),
-            });
+            return Err(FormatError::Truncated { needed: HEADER_LEN, got: bytes.len() });
         }
         let mut magic = [0u8; 4];
         magic.copy_from_slice(&bytes[0..4]);
@@ -99,14 +96,8 @@ impl Header {
             return Err(FormatError::BadMagic { found: magic });
         }
         let le16 = |i: usize| u16::from_le_bytes([bytes[i], bytes[i + 1]]);
-        let le32 =
-            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
-        Ok(Self {
-            version: le16(4),
-            kind: bytes[6],
-            payload_len: le32(8),
-            crc32: le32(12),
-        })
+        let le32 = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        Ok(Self { version: le16(4), kind: bytes[6], payload_len: le32(8), crc32: le32(12) })
     }
 }
 
@@ -121,10 +112,7 @@ pub enum FormatError {
     /// The kind byte names no known kind.
     UnknownKind { found: u8 },
     /// A file of another kind (e.g. a manifest where a calibration was expected).
-    WrongKind {
-        expected: PayloadKind,
-        found: PayloadKind,
-    },
+    WrongKind { expected: PayloadKind, found: PayloadKind },
     /// Fewer bytes than the header says.
     Truncated { needed: usize, got: usize },
     /// More bytes than the header says.
@@ -145,40 +133,25 @@ impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::BadMagic { found } => {
-                write!(
-                    f,
-                    "not an edge-ad file (magic {:02x?}, expected {:02x?} \"EDAD\")",
-                    found, MAGIC
-                )
+                write!(f, "not an edge-ad file (magic {:02x?}, expected {:02x?} \"EDAD\")", found, MAGIC)
             }
             Self::UnsupportedVersion { found, supported } => {
                 write!(f, "format version {found} is not supported (this build reads version {supported})")
             }
             Self::UnknownKind { found } => write!(f, "unknown payload kind {found}"),
             Self::WrongKind { expected, found } => {
-                write!(
-                    f,
-                    "holds a {} where a {} was expected",
-                    found.name(),
-                    expected.name()
-                )
+                write!(f, "holds a {} where a {} was expected", found.name(), expected.name())
             }
             Self::Truncated { needed, got } => {
                 write!(f, "truncated: {got} bytes where the header says {needed}")
             }
             Self::TrailingBytes { expected, got } => {
-                write!(
-                    f,
-                    "{got} bytes where the header says {expected}: extra data at the end"
-                )
+                write!(f, "{got} bytes where the header says {expected}: extra data at the end")
             }
             Self::ChecksumMismatch { stored, computed } => {
                 write!(f, "checksum mismatch (stored {stored:08x}, computed {computed:08x}): the file is corrupt")
             }
-            Self::Payload => write!(
-                f,
-                "payload does not parse (corrupt, or written by an incompatible build)"
-            ),
+            Self::Payload => write!(f, "payload does not parse (corrupt, or written by an incompatible build)"),
             Self::PayloadTrailing { unused } => write!(f, "payload has {unused} unused bytes"),
             Self::TooLarge => write!(f, "payload larger than 4 GiB"),
             Self::Serialize => write!(f, "value could not be serialised"),
@@ -192,12 +165,7 @@ impl core::error::Error for FormatError {}
 pub fn encode<T: Payload>(value: &T) -> Result<Vec<u8>, FormatError> {
     let payload = postcard::to_allocvec(value).map_err(|_| FormatError::Serialize)?;
     let payload_len = u32::try_from(payload.len()).map_err(|_| FormatError::TooLarge)?;
-    let header = Header {
-        version: FORMAT_VERSION,
-        kind: T::KIND as u8,
-        payload_len,
-        crc32: CRC32.checksum(&payload),
-    };
+    let header = Header { version: FORMAT_VERSION, kind: T::KIND as u8, payload_len, crc32: CRC32.checksum(&payload) };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&payload);
@@ -208,43 +176,26 @@ pub fn encode<T: Payload>(value: &T) -> Result<Vec<u8>, FormatError> {
 pub fn decode<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
     let header = Header::parse(bytes)?;
     if header.version != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion {
-            found: header.version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(FormatError::UnsupportedVersion { found: header.version, supported: FORMAT_VERSION });
     }
-    let kind = PayloadKind::from_byte(header.kind)
-        .ok_or(FormatError::UnknownKind { found: header.kind })?;
+    let kind = PayloadKind::from_byte(header.kind).ok_or(FormatError::UnknownKind { found: header.kind })?;
     if kind != T::KIND {
-        return Err(FormatError::WrongKind {
-            expected: T::KIND,
-            found: kind,
-        });
+        return Err(FormatError::WrongKind { expected: T::KIND, found: kind });
     }
     let expected = HEADER_LEN + header.payload_len as usize;
     if bytes.len() < expected {
-        return Err(FormatError::Truncated {
-            needed: expected,
-            got: bytes.len(),
-        });
+        return Err(FormatError::Truncated { needed: expected, got: bytes.len() });
     }
     if bytes.len() > expected {
-        return Err(FormatError::TrailingBytes {
-            expected,
-            got: bytes.len(),
-        });
+        return Err(FormatError::TrailingBytes { expected, got: bytes.len() });
     }
     let payload = &bytes[HEADER_LEN..];
     let computed = CRC32.checksum(payload);
     if computed != header.crc32 {
-        return Err(FormatError::ChecksumMismatch {
-            stored: header.crc32,
-            computed,
-        });
+        return Err(FormatError::ChecksumMismatch { stored: header.crc32, computed });
     }
     // take_from_bytes, not from_bytes: postcard's from_bytes silently ignores trailing bytes.
-    let (value, rest) =
-        postcard::take_from_bytes::<T>(payload).map_err(|_| FormatError::Payload)?;
+    let (value, rest) = postcard::take_from_bytes::<T>(payload).map_err(|_| FormatError::Payload)?;
     if !rest.is_empty() {
         return Err(FormatError::PayloadTrailing { unused: rest.len() });
     }

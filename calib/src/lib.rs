@@ -17,8 +17,6 @@ mod header;
 mod manifest;
 mod site;
 
-pub use header::{
-    decode, encode, FormatError, Header, Payload, PayloadKind, FORMAT_VERSION, HEADER_LEN, MAGIC,
-};
+pub use header::{decode, encode, FormatError, Header, Payload, PayloadKind, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use manifest::{ColourOrder, LevelSpec, ModelIdentity, ModelManifest, Name, Normalisation};
 pub use site::{ReferenceLevel, ScoreStats, ScorerKind, SiteCalibration, Threshold};

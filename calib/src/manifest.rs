@@ -92,9 +92,7 @@ impl ModelManifest {
             }
         }
         if let Normalisation::MeanStd { mean, std } = self.normalisation {
-            if mean.iter().chain(std.iter()).any(|v| !v.is_finite())
-                || std.iter().any(|s| *s == 0.0)
-            {
+            if mean.iter().chain(std.iter()).any(|v| !v.is_finite()) || std.iter().any(|s| *s == 0.0) {
                 return Err("normalisation mean/std not finite or std is 0");
             }
         }

@@ -132,13 +132,10 @@ impl SiteCalibration {
             return Err("shot count is 0 or does not match the shot names");
         }
         for level in &self.levels {
-            if level.shots != shots || level.channels == 0 || level.height == 0 || level.width == 0
-            {
+            if level.shots != shots || level.channels == 0 || level.height == 0 || level.width == 0 {
                 return Err("a reference level has zero sizes or another shot count");
             }
-            let values = level
-                .rows()
-                .and_then(|r| r.checked_mul(level.channels as usize));
+            let values = level.rows().and_then(|r| r.checked_mul(level.channels as usize));
             if values != Some(level.features.len()) {
                 return Err("a reference level's feature count does not match its sizes");
             }
@@ -147,11 +144,7 @@ impl SiteCalibration {
             }
         }
         let t = &self.threshold;
-        if !(t.value.is_finite()
-            && t.value > 0.0
-            && t.sensitivity.is_finite()
-            && t.sensitivity > 0.0)
-        {
+        if !(t.value.is_finite() && t.value > 0.0 && t.sensitivity.is_finite() && t.sensitivity > 0.0) {
             return Err("threshold or sensitivity is not a positive finite number");
         }
         Ok(())

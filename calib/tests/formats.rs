@@ -8,20 +8,8 @@ fn name(s: &str) -> Name {
 
 fn manifest() -> ModelManifest {
     let mut levels = heapless::Vec::new();
-    levels
-        .push(LevelSpec {
-            output: name("feat_s8"),
-            stride: 8,
-            channels: 40,
-        })
-        .unwrap();
-    levels
-        .push(LevelSpec {
-            output: name("feat_s16"),
-            stride: 16,
-            channels: 112,
-        })
-        .unwrap();
+    levels.push(LevelSpec { output: name("feat_s8"), stride: 8, channels: 40 }).unwrap();
+    levels.push(LevelSpec { output: name("feat_s16"), stride: 16, channels: 112 }).unwrap();
     ModelManifest {
         name: name("effnet_lite0_feat"),
         file: name("effnet_lite0_feat.onnx"),
@@ -45,10 +33,7 @@ fn site() -> SiteCalibration {
         features: (0..(2 * h * h * c)).map(|i| i as f32 * 0.5).collect(),
     };
     SiteCalibration {
-        model: ModelIdentity {
-            backbone_sha256: [1; 32],
-            projector_sha256: Some([2; 32]),
-        },
+        model: ModelIdentity { backbone_sha256: [1; 32], projector_sha256: Some([2; 32]) },
         scorer: ScorerKind::FeatureNorm,
         resize_side: 224,
         working_side: 224,
@@ -59,13 +44,7 @@ fn site() -> SiteCalibration {
             base: 1.5,
             margin: 0.1,
             sensitivity: 1.0,
-            stats: ScoreStats {
-                scores: vec![1.0, 1.2],
-                min: 1.0,
-                max: 1.2,
-                mean: 1.1,
-                std: 0.1,
-            },
+            stats: ScoreStats { scores: vec![1.0, 1.2], min: 1.0, max: 1.2, mean: 1.1, std: 0.1 },
         },
         created_unix_s: 1_780_000_000,
     }
@@ -93,10 +72,7 @@ fn site_calibration_round_trips() {
 fn wrong_magic_is_refused() {
     let mut bytes = encode(&manifest()).unwrap();
     bytes[0] = b'X';
-    assert!(matches!(
-        decode::<ModelManifest>(&bytes),
-        Err(FormatError::BadMagic { .. })
-    ));
+    assert!(matches!(decode::<ModelManifest>(&bytes), Err(FormatError::BadMagic { .. })));
 }
 
 #[test]
@@ -105,10 +81,7 @@ fn other_version_is_refused() {
     bytes[4] = 2;
     assert_eq!(
         decode::<ModelManifest>(&bytes),
-        Err(FormatError::UnsupportedVersion {
-            found: 2,
-            supported: FORMAT_VERSION
-        })
+        Err(FormatError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION })
     );
 }
 
@@ -117,17 +90,11 @@ fn wrong_and_unknown_kind_are_refused() {
     let bytes = encode(&manifest()).unwrap();
     assert_eq!(
         decode::<SiteCalibration>(&bytes),
-        Err(FormatError::WrongKind {
-            expected: PayloadKind::SiteCalibration,
-            found: PayloadKind::ModelManifest
-        })
+        Err(FormatError::WrongKind { expected: PayloadKind::SiteCalibration, found: PayloadKind::ModelManifest })
     );
     let mut bytes = bytes;
     bytes[6] = 99;
-    assert_eq!(
-        decode::<ModelManifest>(&bytes),
-        Err(FormatError::UnknownKind { found: 99 })
-    );
+    assert_eq!(decode::<ModelManifest>(&bytes), Err(FormatError::UnknownKind { found: 99 }));
 }
 
 #[test]
@@ -135,10 +102,7 @@ fn every_truncation_is_an_error_not_a_panic() {
     let bytes = encode(&site()).unwrap();
     for len in 0..bytes.len() {
         let err = decode::<SiteCalibration>(&bytes[..len]).unwrap_err();
-        assert!(
-            matches!(err, FormatError::Truncated { .. }),
-            "len {len}: {err:?}"
-        );
+        assert!(matches!(err, FormatError::Truncated { .. }), "len {len}: {err:?}");
     }
 }
 
@@ -146,10 +110,7 @@ fn every_truncation_is_an_error_not_a_panic() {
 fn trailing_bytes_are_refused() {
     let mut bytes = encode(&site()).unwrap();
     bytes.push(0);
-    assert!(matches!(
-        decode::<SiteCalibration>(&bytes),
-        Err(FormatError::TrailingBytes { .. })
-    ));
+    assert!(matches!(decode::<SiteCalibration>(&bytes), Err(FormatError::TrailingBytes { .. })));
 }
 
 #[test]
@@ -157,15 +118,9 @@ fn length_field_lies_are_caught() {
     let mut bytes = encode(&site()).unwrap();
     let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap());
     bytes[8..12].copy_from_slice(&(len - 1).to_le_bytes());
-    assert!(matches!(
-        decode::<SiteCalibration>(&bytes),
-        Err(FormatError::TrailingBytes { .. })
-    ));
+    assert!(matches!(decode::<SiteCalibration>(&bytes), Err(FormatError::TrailingBytes { .. })));
     bytes[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(matches!(
-        decode::<SiteCalibration>(&bytes),
-        Err(FormatError::Truncated { .. })
-    ));
+    assert!(matches!(decode::<SiteCalibration>(&bytes), Err(FormatError::Truncated { .. })));
 }
 
 #[test]
@@ -176,10 +131,7 @@ fn every_flipped_payload_bit_is_caught_by_the_checksum() {
             let mut b = bytes.clone();
             b[i] ^= 1 << bit;
             assert!(
-                matches!(
-                    decode::<ModelManifest>(&b),
-                    Err(FormatError::ChecksumMismatch { .. })
-                ),
+                matches!(decode::<ModelManifest>(&b), Err(FormatError::ChecksumMismatch { .. })),
                 "byte {i} bit {bit}"
             );
         }
@@ -191,12 +143,8 @@ fn garbage_with_a_valid_checksum_is_a_payload_error() {
     // A header that matches its own payload, but the payload is not a calibration.
     let payload = [0xffu8; 40];
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload);
-    let header = Header {
-        version: FORMAT_VERSION,
-        kind: PayloadKind::SiteCalibration as u8,
-        payload_len: 40,
-        crc32: crc,
-    };
+    let header =
+        Header { version: FORMAT_VERSION, kind: PayloadKind::SiteCalibration as u8, payload_len: 40, crc32: crc };
     let mut bytes = header.to_bytes().to_vec();
     bytes.extend_from_slice(&payload);
     assert_eq!(decode::<SiteCalibration>(&bytes), Err(FormatError::Payload));
@@ -220,19 +168,9 @@ fn inconsistent_calibration_fails_validation() {
 
 #[test]
 fn errors_read_as_sentences() {
-    let msg = FormatError::ChecksumMismatch {
-        stored: 1,
-        computed: 2,
-    }
-    .to_string();
+    let msg = FormatError::ChecksumMismatch { stored: 1, computed: 2 }.to_string();
     assert!(msg.contains("corrupt"), "{msg}");
-    let msg = FormatError::WrongKind {
-        expected: PayloadKind::SiteCalibration,
-        found: PayloadKind::ModelManifest,
-    }
-    .to_string();
-    assert_eq!(
-        msg,
-        "holds a model manifest where a site calibration was expected"
-    );
+    let msg = FormatError::WrongKind { expected: PayloadKind::SiteCalibration, found: PayloadKind::ModelManifest }
+        .to_string();
+    assert_eq!(msg, "holds a model manifest where a site calibration was expected");
 }

@@ -43,27 +43,21 @@ struct SpecLevel {
 }
 
 fn bounded(spec: &Path, what: &str, s: &str) -> Result<Name> {
-    Name::try_from(s)
-        .map_err(|_| anyhow::anyhow!("{}: {what} {s:?} is longer than 64 bytes", spec.display()))
+    Name::try_from(s).map_err(|_| anyhow::anyhow!("{}: {what} {s:?} is longer than 64 bytes", spec.display()))
 }
 
 /// Reads `spec`, hashes the ONNX file it names (relative to the spec's folder) and writes the
 /// manifest to `out` atomically (temporary file, then rename).
 pub fn write_manifest(spec: &Path, out: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(spec)
-        .with_context(|| format!("{}: cannot read", spec.display()))?;
-    let s: Spec = toml::from_str(&text)
-        .with_context(|| format!("{}: not a valid model description", spec.display()))?;
+    let text = std::fs::read_to_string(spec).with_context(|| format!("{}: cannot read", spec.display()))?;
+    let s: Spec =
+        toml::from_str(&text).with_context(|| format!("{}: not a valid model description", spec.display()))?;
     let onnx_path = spec.parent().unwrap_or(Path::new(".")).join(&s.file);
-    let onnx = std::fs::read(&onnx_path)
-        .with_context(|| format!("{}: cannot read the model file", onnx_path.display()))?;
+    let onnx =
+        std::fs::read(&onnx_path).with_context(|| format!("{}: cannot read the model file", onnx_path.display()))?;
     let mut levels = heapless::Vec::new();
     for l in &s.levels {
-        let level = LevelSpec {
-            output: bounded(spec, "output", &l.output)?,
-            stride: l.stride,
-            channels: l.channels,
-        };
+        let level = LevelSpec { output: bounded(spec, "output", &l.output)?, stride: l.stride, channels: l.channels };
         if levels.push(level).is_err() {
             bail!("{}: more than 8 levels", spec.display());
         }
@@ -88,8 +82,7 @@ pub fn write_manifest(spec: &Path, out: &Path) -> Result<()> {
     if let Err(why) = manifest.validate() {
         bail!("{}: {why}", spec.display());
     }
-    let bytes =
-        edge_ad_calib::encode(&manifest).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    let bytes = edge_ad_calib::encode(&manifest).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
     let tmp = out.with_extension("tmp");
     std::fs::write(&tmp, &bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))?;

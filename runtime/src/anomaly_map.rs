@@ -21,12 +21,7 @@ impl MapBuilder {
     /// A builder for square maps of `side` pixels.
     pub fn new(side: usize) -> Self {
         let sigma = SIGMA_AT_224 * side as f32 / 224.0;
-        Self {
-            side,
-            kernel: gaussian_kernel(sigma),
-            map: vec![0.0; side * side],
-            tmp: vec![0.0; side * side],
-        }
+        Self { side, kernel: gaussian_kernel(sigma), map: vec![0.0; side * side], tmp: vec![0.0; side * side] }
     }
 
     /// The last map built.
@@ -49,13 +44,8 @@ impl MapBuilder {
         let inv = 1.0 / levels.len().max(1) as f32;
         self.map.iter_mut().for_each(|v| *v *= inv);
         smooth(&mut self.map, &mut self.tmp, self.side, &self.kernel);
-        let score = self.map.iter().fold(f32::NEG_INFINITY, |m, &v| {
-            if v.is_nan() || m.is_nan() {
-                f32::NAN
-            } else {
-                m.max(v)
-            }
-        });
+        let score =
+            self.map.iter().fold(f32::NEG_INFINITY, |m, &v| if v.is_nan() || m.is_nan() { f32::NAN } else { m.max(v) });
         (&self.map, score)
     }
 }
@@ -63,9 +53,7 @@ impl MapBuilder {
 /// Normalised Gaussian taps for σ, radius ⌊4σ + 0.5⌋ (scipy's truncate = 4).
 pub fn gaussian_kernel(sigma: f32) -> Vec<f32> {
     let radius = (4.0 * sigma + 0.5) as i64;
-    let mut k: Vec<f32> = (-radius..=radius)
-        .map(|x| (-0.5 * (x as f32 / sigma).powi(2)).exp())
-        .collect();
+    let mut k: Vec<f32> = (-radius..=radius).map(|x| (-0.5 * (x as f32 / sigma).powi(2)).exp()).collect();
     let sum: f32 = k.iter().sum();
     k.iter_mut().for_each(|v| *v /= sum);
     k
@@ -172,18 +160,10 @@ mod tests {
         let mut g = vec![0.0; 64];
         g[3 * 8 + 5] = 1.0;
         let (map, score) = b.build(&[(&g, 8, 8)]);
-        let argmax = map
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .unwrap()
-            .0;
+        let argmax = map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         let (y, x) = (argmax / 64, argmax % 64);
         // Grid cell (3, 5) sits at (3·63/7, 5·63/7) = (27, 45) with align_corners.
-        assert!(
-            (y as i32 - 27).abs() <= 1 && (x as i32 - 45).abs() <= 1,
-            "({y}, {x})"
-        );
+        assert!((y as i32 - 27).abs() <= 1 && (x as i32 - 45).abs() <= 1, "({y}, {x})");
         assert!(score < 1.0 && score > 0.0);
     }
 

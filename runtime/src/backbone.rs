@@ -23,12 +23,7 @@ pub struct FeatureMap {
 impl FeatureMap {
     /// A zeroed map.
     pub fn zeros(channels: usize, height: usize, width: usize) -> Self {
-        Self {
-            channels,
-            height,
-            width,
-            data: vec![0.0; channels * height * width],
-        }
+        Self { channels, height, width, data: vec![0.0; channels * height * width] }
     }
 
     /// Patches H·W.
@@ -72,13 +67,14 @@ impl Backbone {
     /// optimisation so tract specialises every kernel; the outputs are the manifest's levels.
     pub fn new(model: &Model, side: u32) -> Result<Self> {
         let m = &model.manifest;
-        let err = |reason: String| Error::Model {
-            model: model.origin.clone(),
-            reason,
-        };
+        let err = |reason: String| Error::Model { model: model.origin.clone(), reason };
         let side_us = side as usize;
         let outputs: Vec<&str> = m.levels.iter().map(|l| l.output.as_str()).collect();
+        // The file's intermediate shapes are those of its export side; drop them so the input
+        // fact alone decides every shape.
         let plan = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
             .model_for_read(&mut std::io::Cursor::new(&model.onnx[..]))
             .and_then(|g| g.with_input_fact(0, f32::fact([1, 3, side_us, side_us]).into()))
             .and_then(|mut g| g.select_outputs_by_name(outputs).map(|_| g))
@@ -86,12 +82,7 @@ impl Backbone {
             .and_then(|g| g.into_runnable())
             .map_err(|e| err(format!("cannot compile the graph for {side}×{side}: {e:#}")))?;
         let shapes = expected_shapes(m, side);
-        Ok(Self {
-            plan,
-            side: side_us,
-            shapes,
-            name: model.origin.clone(),
-        })
+        Ok(Self { plan, side: side_us, shapes, name: model.origin.clone() })
     }
 
     /// Input side in pixels.
@@ -106,35 +97,19 @@ impl Backbone {
 
     /// Empty maps shaped like this backbone's output, for [`Backbone::run_into`].
     pub fn empty_maps(&self) -> Vec<FeatureMap> {
-        self.shapes
-            .iter()
-            .map(|&(c, h, w)| FeatureMap::zeros(c, h, w))
-            .collect()
+        self.shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect()
     }
 
     /// Runs the graph on one CHW image (3·side² values) and fills `out` (one map per level).
     pub fn run_into(&self, chw: &[f32], out: &mut [FeatureMap]) -> Result<()> {
-        let err = |reason: String| Error::Model {
-            model: self.name.clone(),
-            reason,
-        };
-        let input = Tensor::from_shape(&[1, 3, self.side, self.side], chw)
-            .map_err(|e| err(format!("{e:#}")))?;
-        let results = self
-            .plan
-            .run(tvec!(input.into()))
-            .map_err(|e| err(format!("inference failed: {e:#}")))?;
+        let err = |reason: String| Error::Model { model: self.name.clone(), reason };
+        let input = Tensor::from_shape(&[1, 3, self.side, self.side], chw).map_err(|e| err(format!("{e:#}")))?;
+        let results = self.plan.run(tvec!(input.into())).map_err(|e| err(format!("inference failed: {e:#}")))?;
         if results.len() != out.len() {
-            return Err(err(format!(
-                "graph gave {} outputs, manifest lists {}",
-                results.len(),
-                out.len()
-            )));
+            return Err(err(format!("graph gave {} outputs, manifest lists {}", results.len(), out.len())));
         }
         for (i, (tensor, map)) in results.iter().zip(out.iter_mut()).enumerate() {
-            let view = tensor
-                .to_plain_array_view::<f32>()
-                .map_err(|e| err(format!("output {i}: {e:#}")))?;
+            let view = tensor.to_plain_array_view::<f32>().map_err(|e| err(format!("output {i}: {e:#}")))?;
             let shape = view.shape();
             if shape != [1, map.channels, map.height, map.width] {
                 return Err(err(format!(
@@ -163,12 +138,6 @@ pub fn expected_shapes(manifest: &ModelManifest, side: u32) -> Vec<(usize, usize
     manifest
         .levels
         .iter()
-        .map(|l| {
-            (
-                l.channels as usize,
-                (side / l.stride) as usize,
-                (side / l.stride) as usize,
-            )
-        })
+        .map(|l| (l.channels as usize, (side / l.stride) as usize, (side / l.stride) as usize))
         .collect()
 }

@@ -46,9 +46,7 @@ impl Default for CalibrationSettings {
 
 /// Threads available to this process.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Light variations of a good part that a line sees anyway: gain ±8 % and a 4 % shift of the
@@ -56,10 +54,7 @@ pub fn default_threads() -> usize {
 pub fn variations(image: &RgbImage) -> Vec<RgbImage> {
     let gain = |g: f32| {
         let mut out = image.clone();
-        out.pixels_mut().for_each(|p| {
-            p.0.iter_mut()
-                .for_each(|v| *v = (*v as f32 * g).round().min(255.0) as u8)
-        });
+        out.pixels_mut().for_each(|p| p.0.iter_mut().for_each(|v| *v = (*v as f32 * g).round().min(255.0) as u8));
         out
     };
     let (w, h) = image.dimensions();
@@ -78,28 +73,18 @@ pub fn fit_scoring(
     threads: usize,
 ) -> Result<FeatureScorer> {
     let levels = shots[0].len();
-    let banks: Vec<ReferenceBank> = (0..levels)
-        .map(|l| ReferenceBank::from_maps(shots.iter().map(|s| &s[l])))
-        .collect();
-    let shapes: Vec<(usize, usize, usize)> = shots[0]
-        .iter()
-        .map(|m| (m.channels, m.height, m.width))
-        .collect();
+    let banks: Vec<ReferenceBank> =
+        (0..levels).map(|l| ReferenceBank::from_maps(shots.iter().map(|s| &s[l]))).collect();
+    let shapes: Vec<(usize, usize, usize)> = shots[0].iter().map(|m| (m.channels, m.height, m.width)).collect();
     let samples = if kind == ScorerKind::FeatureNorm || shots.len() < 2 {
         Vec::new()
     } else {
         (0..shots.len())
             .map(|j| {
-                let others: Vec<&[FeatureMap]> = shots
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| *i != j)
-                    .map(|(_, s)| *s)
-                    .collect();
+                let others: Vec<&[FeatureMap]> =
+                    shots.iter().enumerate().filter(|(i, _)| *i != j).map(|(_, s)| *s).collect();
                 let loo = FeatureScorer::new(
-                    (0..levels)
-                        .map(|l| ReferenceBank::from_maps(others.iter().map(|s| &s[l])))
-                        .collect(),
+                    (0..levels).map(|l| ReferenceBank::from_maps(others.iter().map(|s| &s[l]))).collect(),
                     projector.clone(),
                     Box::new(scorer::FeatureNorm),
                     &shapes,
@@ -115,14 +100,7 @@ pub fn fit_scoring(
     } else {
         scorer::fit(kind, &samples)?
     };
-    Ok(FeatureScorer::new(
-        banks,
-        projector,
-        fitted,
-        &shapes,
-        working_side,
-        threads,
-    ))
+    Ok(FeatureScorer::new(banks, projector, fitted, &shapes, working_side, threads))
 }
 
 /// Makes a site calibration from `shots` (name, image), at least 2.
@@ -143,16 +121,10 @@ pub fn calibrate(
         )));
     }
     if !(settings.sensitivity.is_finite() && settings.sensitivity > 0.0) {
-        return Err(Error::Invalid(format!(
-            "sensitivity must be a positive number, got {}",
-            settings.sensitivity
-        )));
+        return Err(Error::Invalid(format!("sensitivity must be a positive number, got {}", settings.sensitivity)));
     }
     if !(settings.margin.is_finite() && settings.margin >= 0.0) {
-        return Err(Error::Invalid(format!(
-            "margin must be zero or positive, got {}",
-            settings.margin
-        )));
+        return Err(Error::Invalid(format!("margin must be zero or positive, got {}", settings.margin)));
     }
     let working_side = extractor.preprocessor().working_side();
     let resize_side = extractor.preprocessor().resize_side();
@@ -173,26 +145,14 @@ pub fn calibrate(
     let mut scores = Vec::new();
     for i in 0..shots.len() {
         progress(&format!("leave-one-out {}", shots[i].0));
-        let others: Vec<&[FeatureMap]> = originals
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != i)
-            .map(|(_, s)| s.as_slice())
-            .collect();
-        let mut scoring = fit_scoring(
-            &others,
-            projector.clone(),
-            settings.scorer,
-            working_side as usize,
-            settings.threads,
-        )?;
+        let others: Vec<&[FeatureMap]> =
+            originals.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.as_slice()).collect();
+        let mut scoring =
+            fit_scoring(&others, projector.clone(), settings.scorer, working_side as usize, settings.threads)?;
         for v in &variants[i] {
             let s = scoring.score(v, &mut StageTimes::default())?;
             if !s.is_finite() {
-                return Err(Error::Invalid(format!(
-                    "shot {} scores {s}: the model output is not usable",
-                    shots[i].0
-                )));
+                return Err(Error::Invalid(format!("shot {} scores {s}: the model output is not usable", shots[i].0)));
             }
             scores.push(s);
         }
@@ -206,10 +166,7 @@ pub fn calibrate(
                 height: first.height as u32,
                 width: first.width as u32,
                 shots: shots.len() as u32,
-                features: originals
-                    .iter()
-                    .flat_map(|s| s[l].data.iter().copied())
-                    .collect(),
+                features: originals.iter().flat_map(|s| s[l].data.iter().copied()).collect(),
             }
         })
         .collect();
@@ -237,10 +194,7 @@ pub fn bounded_name(s: &str) -> Name {
 
 /// The identity of a model + projector pair, as calibrations record it.
 pub fn identity(model: &Model, projector: &Projector) -> ModelIdentity {
-    ModelIdentity {
-        backbone_sha256: model.manifest.sha256,
-        projector_sha256: projector.identity(),
-    }
+    ModelIdentity { backbone_sha256: model.manifest.sha256, projector_sha256: projector.identity() }
 }
 
 /// Rebuilds the frame path a calibration describes. Refuses a calibration made with another
@@ -252,9 +206,7 @@ pub fn inspector(
     threads: usize,
 ) -> Result<Inspector> {
     let bad = |why: String| Error::Invalid(why);
-    calib
-        .validate()
-        .map_err(|why| bad(format!("calibration is inconsistent: {why}")))?;
+    calib.validate().map_err(|why| bad(format!("calibration is inconsistent: {why}")))?;
     let expected = identity(model, &projector);
     if calib.model.backbone_sha256 != expected.backbone_sha256 {
         return Err(bad(format!(
@@ -265,9 +217,7 @@ pub fn inspector(
         )));
     }
     if calib.model.projector_sha256 != expected.projector_sha256 {
-        let show = |p: Option<[u8; 32]>| {
-            p.map_or("none (identity)".to_string(), |d| crate::model::hex(&d))
-        };
+        let show = |p: Option<[u8; 32]>| p.map_or("none (identity)".to_string(), |d| crate::model::hex(&d));
         return Err(bad(format!(
             "calibration was made with projector {} but this box runs projector {}; calibrate again",
             show(calib.model.projector_sha256),
@@ -277,19 +227,10 @@ pub fn inspector(
     let extractor = Extractor::new(model, calib.resize_side, calib.working_side)?;
     let shapes = extractor.backbone().level_shapes().to_vec();
     if shapes.len() != calib.levels.len() {
-        return Err(bad(format!(
-            "calibration has {} levels, the model {}",
-            calib.levels.len(),
-            shapes.len()
-        )));
+        return Err(bad(format!("calibration has {} levels, the model {}", calib.levels.len(), shapes.len())));
     }
     for (l, (level, &(c, h, w))) in calib.levels.iter().zip(&shapes).enumerate() {
-        if (
-            level.channels as usize,
-            level.height as usize,
-            level.width as usize,
-        ) != (c, h, w)
-        {
+        if (level.channels as usize, level.height as usize, level.width as usize) != (c, h, w) {
             return Err(bad(format!(
                 "calibration level {l} is {}×{}×{}, the model gives {c}×{h}×{w}",
                 level.channels, level.height, level.width
@@ -314,12 +255,6 @@ pub fn inspector(
         })
         .collect();
     let refs: Vec<&[FeatureMap]> = shots.iter().map(|s| s.as_slice()).collect();
-    let scoring = fit_scoring(
-        &refs,
-        projector,
-        calib.scorer,
-        calib.working_side as usize,
-        threads,
-    )?;
+    let scoring = fit_scoring(&refs, projector, calib.scorer, calib.working_side as usize, threads)?;
     Ok(Inspector::new(extractor, scoring))
 }

@@ -41,13 +41,7 @@ pub fn stats(scores: Vec<f32>) -> ScoreStats {
     let var = scores.iter().map(|s| (s - mean).powi(2)).sum::<f32>() / n;
     let min = scores.iter().copied().fold(f32::INFINITY, f32::min);
     let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    ScoreStats {
-        scores,
-        min,
-        max,
-        mean,
-        std: var.sqrt(),
-    }
+    ScoreStats { scores, min, max, mean, std: var.sqrt() }
 }
 
 /// The threshold from good-part scores: base = max · (1 + margin), value = base / sensitivity.
@@ -55,22 +49,12 @@ pub fn stats(scores: Vec<f32>) -> ScoreStats {
 pub fn threshold(scores: Vec<f32>, margin: f32, sensitivity: f32) -> Threshold {
     let stats = stats(scores);
     let base = stats.max * (1.0 + margin);
-    Threshold {
-        value: base / sensitivity,
-        base,
-        margin,
-        sensitivity,
-        stats,
-    }
+    Threshold { value: base / sensitivity, base, margin, sensitivity, stats }
 }
 
 /// The same threshold with another sensitivity.
 pub fn with_sensitivity(t: &Threshold, sensitivity: f32) -> Threshold {
-    Threshold {
-        value: t.base / sensitivity,
-        sensitivity,
-        ..t.clone()
-    }
+    Threshold { value: t.base / sensitivity, sensitivity, ..t.clone() }
 }
 
 #[cfg(test)]

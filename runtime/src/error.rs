@@ -37,18 +37,12 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io {
-            path: path.into(),
-            source,
-        }
+        Self::Io { path: path.into(), source }
     }
 
     /// A content error on `path`.
     pub fn bad_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Self::BadFile {
-            path: path.into(),
-            reason: reason.to_string(),
-        }
+        Self::BadFile { path: path.into(), reason: reason.to_string() }
     }
 }
 

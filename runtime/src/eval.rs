@@ -96,15 +96,7 @@ pub fn evaluate_category(
     let mut extractor = Extractor::new(model, resize_side, working_side)?;
     let shot_images = category.train_good[..shots]
         .iter()
-        .map(|p| {
-            Ok((
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                load_image(p)?,
-            ))
-        })
+        .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), load_image(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let calib = calibrate::calibrate(
         &mut extractor,
@@ -148,25 +140,14 @@ pub fn evaluate_category(
                         ),
                     ));
                 }
-                inspector
-                    .extractor()
-                    .preprocessor()
-                    .mask(&m)?
-                    .into_iter()
-                    .map(|v| v > 127)
-                    .collect()
+                inspector.extractor().preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
             }
         };
         let start = Instant::now();
         let inspection = inspector.inspect(&image)?;
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let verdict = decide(inspection.score, threshold);
-        on_scored(Scored {
-            item,
-            score: inspection.score,
-            verdict,
-            latency_ms,
-        });
+        on_scored(Scored { item, score: inspection.score, verdict, latency_ms });
         scores.push(inspection.score);
         labels.push(item.defect.is_some());
         latencies.push(latency_ms);
@@ -177,11 +158,7 @@ pub fn evaluate_category(
     let verdicts: Vec<Verdict> = scores.iter().map(|s| decide(*s, threshold)).collect();
     let rate = |defective: bool, wrong: Verdict| {
         let total = labels.iter().filter(|l| **l == defective).count();
-        let bad = labels
-            .iter()
-            .zip(&verdicts)
-            .filter(|(l, v)| **l == defective && **v == wrong)
-            .count();
+        let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();
         (total > 0).then(|| bad as f64 / total as f64)
     };
     let flat_maps: Vec<f32> = maps.iter().flatten().copied().collect();
@@ -206,13 +183,7 @@ pub fn evaluate_category(
         scorer: settings.scorer.name().to_string(),
         calibration_s,
     };
-    Ok((
-        report,
-        Curves {
-            roc: metrics::roc_curve(&scores, &labels),
-            pro: pro.unwrap_or_default(),
-        },
-    ))
+    Ok((report, Curves { roc: metrics::roc_curve(&scores, &labels), pro: pro.unwrap_or_default() }))
 }
 
 /// The mean over categories of every figure (a figure missing in a category is left out of its

@@ -194,10 +194,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .init();
-    let threads = cli
-        .threads
-        .unwrap_or_else(calibrate::default_threads)
-        .max(1);
+    let threads = cli.threads.unwrap_or_else(calibrate::default_threads).max(1);
     let result = Model::load(cli.model.as_deref()).and_then(|model| match cli.command {
         Command::Calibrate(a) => cmd_calibrate(&model, threads, a),
         Command::Run(a) => cmd_run(&model, threads, a),
@@ -218,11 +215,7 @@ fn load_projector(model: &Model, arg: &PathArgs, working_side: u32) -> Result<Ar
         return Ok(Arc::new(Projector::Identity));
     }
     let shapes = edge_ad::backbone::expected_shapes(&model.manifest, working_side);
-    Ok(Arc::new(Projector::from_dir(
-        Path::new(&arg.projector),
-        &model.manifest,
-        &shapes,
-    )?))
+    Ok(Arc::new(Projector::from_dir(Path::new(&arg.projector), &model.manifest, &shapes)?))
 }
 
 fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
@@ -252,21 +245,16 @@ fn spinner(len: u64, what: &str) -> ProgressBar {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a failure leaves nothing.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::io(path, e)
-        })
+    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
 }
 
 fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
@@ -274,11 +262,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     if a.shots > files.len() {
         return Err(Error::bad_file(
             &a.source,
-            format!(
-                "{} shots asked but the folder holds {} images",
-                a.shots,
-                files.len()
-            ),
+            format!("{} shots asked but the folder holds {} images", a.shots, files.len()),
         ));
     }
     let (side, resize) = sides(model, &a.calib);
@@ -286,15 +270,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     let mut extractor = edge_ad::pipeline::Extractor::new(model, resize, side)?;
     let shots = files[..a.shots]
         .iter()
-        .map(|p| {
-            Ok((
-                p.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-                source::load_image(p)?,
-            ))
-        })
+        .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), source::load_image(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
     let bar = spinner(2 * a.shots as u64, "calibrate");
@@ -376,13 +352,11 @@ fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
     let projector = load_projector(model, &a.path, calib.working_side)?;
-    let mut inspector = calibrate::inspector(model, projector, &calib, threads)
-        .map_err(|e| Error::bad_file(&a.calibration, e))?;
+    let mut inspector =
+        calibrate::inspector(model, projector, &calib, threads).map_err(|e| Error::bad_file(&a.calibration, e))?;
     let threshold = match a.sensitivity {
         Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Error::Invalid(format!(
-                "--sensitivity must be positive, got {s}"
-            )))
+            return Err(Error::Invalid(format!("--sensitivity must be positive, got {s}")))
         }
         Some(s) => decision::with_sensitivity(&calib.threshold, s).value,
         None => calib.threshold.value,
@@ -392,17 +366,22 @@ fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
     } else {
         Box::new(TextLines(std::io::stdout().lock()))
     };
+    let names: Vec<String> =
+        files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     let mut frames = FileSource::from_files(files);
     let bar = spinner(frames.remaining().unwrap_or(0) as u64, "run");
     let mut failures = 0usize;
+    let mut names = names.into_iter();
     while let Some(frame) = frames.next_frame() {
         bar.inc(1);
+        let name = names.next().unwrap_or_default();
         let frame = match frame {
             Ok(f) => f,
             Err(e) => {
-                // A frame that cannot be read is NG, never skipped silently.
+                // A frame that cannot be read is an NG record with its reason, never skipped.
                 bar.suspend(|| eprintln!("edge-ad: error: {e}"));
                 failures += 1;
+                bar.suspend(|| sink.deliver(&Record::fault(name, threshold, e.to_string())))?;
                 continue;
             }
         };
@@ -420,23 +399,10 @@ fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
         if let (Some(dir), Some(g)) = (&a.maps, geometry) {
             let side = inspector.working_side();
             let full = output::map_at_source(inspector.map(), side, &g)?;
-            let stem = Path::new(&frame.name)
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned();
-            output::write_npy(
-                &dir.join(format!("{stem}.npy")),
-                &full,
-                g.src_height as usize,
-                g.src_width as usize,
-            )?;
+            let stem = Path::new(&frame.name).file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            output::write_npy(&dir.join(format!("{stem}.npy")), &full, g.src_height as usize, g.src_width as usize)?;
         }
-        bar.suspend(|| {
-            sink.deliver(&Record::new(
-                frame.name, score, verdict, threshold, latency_ms,
-            ))
-        })?;
+        bar.suspend(|| sink.deliver(&Record::new(frame.name, score, verdict, threshold, latency_ms)))?;
     }
     bar.finish_and_clear();
     if failures > 0 {
@@ -457,15 +423,7 @@ fn fmt_opt(v: Option<f64>, pct: bool) -> String {
 fn print_table(reports: &[CategoryReport]) {
     println!(
         "{:<14} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9}",
-        "category",
-        "I-AUROC",
-        "P-AUROC",
-        "AUPRO",
-        "threshold",
-        "escape",
-        "f-reject",
-        "ms med",
-        "ms p95"
+        "category", "I-AUROC", "P-AUROC", "AUPRO", "threshold", "escape", "f-reject", "ms med", "ms p95"
     );
     for r in reports {
         println!(
@@ -526,29 +484,13 @@ fn evaluate(
 }
 
 fn cmd_eval(model: &Model, threads: usize, a: EvalArgs) -> Result<ExitCode> {
-    let names = if a.categories.is_empty() {
-        dataset::category_names(&a.dataset)?
-    } else {
-        a.categories.clone()
-    };
-    let mut reports = evaluate(
-        model,
-        threads,
-        &a.dataset,
-        &names,
-        a.shots,
-        &a.path,
-        &a.calib,
-        a.plots.as_deref(),
-        |_, _| {},
-    )?;
+    let names = if a.categories.is_empty() { dataset::category_names(&a.dataset)? } else { a.categories.clone() };
+    let mut reports =
+        evaluate(model, threads, &a.dataset, &names, a.shots, &a.path, &a.calib, a.plots.as_deref(), |_, _| {})?;
     reports.push(eval::mean_report(&reports));
     if a.json {
         for r in &reports {
-            println!(
-                "{}",
-                serde_json::to_string(r).map_err(|e| Error::Invalid(format!("JSON: {e}")))?
-            );
+            println!("{}", serde_json::to_string(r).map_err(|e| Error::Invalid(format!("JSON: {e}")))?);
         }
     } else {
         print_table(&reports);
@@ -559,15 +501,9 @@ fn cmd_eval(model: &Model, threads: usize, a: EvalArgs) -> Result<ExitCode> {
 fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
     let (root, temporary) = match &a.out {
         Some(dir) => (dir.clone(), false),
-        None => (
-            std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())),
-            true,
-        ),
+        None => (std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())), true),
     };
-    let spec = synth::SynthSpec {
-        seed: a.seed,
-        ..Default::default()
-    };
+    let spec = synth::SynthSpec { seed: a.seed, ..Default::default() };
     println!(
         "generating {} textures ({} good shots available, {} good and {} defective test parts each) in {}",
         synth::TEXTURES.len(),
@@ -578,38 +514,20 @@ fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
     );
     synth::generate(&root, &synth::TEXTURES, &spec)?;
     let names: Vec<String> = synth::TEXTURES.iter().map(|s| s.to_string()).collect();
-    println!(
-        "calibrating on the first {} good parts of each texture, then scoring every test part:",
-        a.shots
-    );
-    let result = evaluate(
-        model,
-        threads,
-        &root,
-        &names,
-        a.shots,
-        &a.path,
-        &a.calib,
-        None,
-        |cat, s| {
-            let truth = s.item.defect.as_deref().unwrap_or("good");
-            let file = s
-                .item
-                .path
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy();
-            let wrong = matches!((truth, s.verdict), ("good", Verdict::Ng))
-                || (truth != "good" && s.verdict == Verdict::Ok);
-            println!(
-                "  {cat:<6} {truth:<8} {file}  score {:.4}  {}{}  {:.1} ms",
-                s.score,
-                s.verdict.as_str(),
-                if wrong { " (wrong)" } else { "" },
-                s.latency_ms
-            );
-        },
-    );
+    println!("calibrating on the first {} good parts of each texture, then scoring every test part:", a.shots);
+    let result = evaluate(model, threads, &root, &names, a.shots, &a.path, &a.calib, None, |cat, s| {
+        let truth = s.item.defect.as_deref().unwrap_or("good");
+        let file = s.item.path.file_name().unwrap_or_default().to_string_lossy();
+        let wrong =
+            matches!((truth, s.verdict), ("good", Verdict::Ng)) || (truth != "good" && s.verdict == Verdict::Ok);
+        println!(
+            "  {cat:<6} {truth:<8} {file}  score {:.4}  {}{}  {:.1} ms",
+            s.score,
+            s.verdict.as_str(),
+            if wrong { " (wrong)" } else { "" },
+            s.latency_ms
+        );
+    });
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
     }

@@ -124,11 +124,7 @@ pub fn pro_curve(maps: &[&[f32]], masks: &[&[bool]], width: usize) -> Option<Vec
             if *l == 0 {
                 px.push((key(*s), 1.0 / neg_total as f64, 0.0));
             } else {
-                px.push((
-                    key(*s),
-                    0.0,
-                    1.0 / (area[*l as usize] as f64 * regions_total as f64),
-                ));
+                px.push((key(*s), 0.0, 1.0 / (area[*l as usize] as f64 * regions_total as f64)));
             }
         }
     }
@@ -177,11 +173,7 @@ pub fn median_p95(values: &[f64]) -> (f64, f64) {
     let mut v = values.to_vec();
     v.sort_unstable_by(f64::total_cmp);
     let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
-    let median = if v.len() % 2 == 1 {
-        v[v.len() / 2]
-    } else {
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
+    let median = if v.len() % 2 == 1 { v[v.len() / 2] } else { (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0 };
     (median, rank(0.95))
 }
 
@@ -201,11 +193,7 @@ mod tests {
     fn auroc_counts_ties_half_like_sklearn() {
         // sklearn.metrics.roc_auc_score([0,0,1,1,1], [0.1,0.4,0.35,0.4,0.8]) = 0.75 (by hand:
         // pairs (neg, pos): 0.1<0.35 ✓, 0.1<0.4 ✓, 0.1<0.8 ✓, 0.4>0.35 ✗, 0.4=0.4 ½, 0.4<0.8 ✓ → 4.5/6).
-        let a = auroc(
-            &[0.1, 0.4, 0.35, 0.4, 0.8],
-            &[false, false, true, true, true],
-        )
-        .unwrap();
+        let a = auroc(&[0.1, 0.4, 0.35, 0.4, 0.8], &[false, false, true, true, true]).unwrap();
         assert!((a - 0.75).abs() < 1e-12, "{a}");
     }
 
@@ -218,10 +206,7 @@ mod tests {
 
     #[test]
     fn roc_curve_steps_through_distinct_scores() {
-        let c = roc_curve(
-            &[0.1, 0.4, 0.35, 0.4, 0.8],
-            &[false, false, true, true, true],
-        );
+        let c = roc_curve(&[0.1, 0.4, 0.35, 0.4, 0.8], &[false, false, true, true, true]);
         assert_eq!(c.first(), Some(&(0.0, 0.0)));
         assert_eq!(c.last(), Some(&(1.0, 1.0)));
         assert_eq!(c.len(), 5); // (0,0) + 4 distinct scores
@@ -258,14 +243,10 @@ mod tests {
         // at 0.5. Thresholds from the top: at 0.9 → FPR 0, PRO = (1 + 1/3)/2 = 2/3; at 0.5 → FPR 1,
         // PRO 2/3; at 0.1 → FPR 1, PRO 1. Area to 0.3: first point (0,0)→(0,2/3) adds nothing;
         // then (0, 2/3)→(1, 2/3) interpolated at 0.3 → 0.3·2/3. Divided by 0.3 → 2/3.
-        let mask = [
-            true, true, true, true, false, false, false, false, false, false,
-        ];
+        let mask = [true, true, true, true, false, false, false, false, false, false];
         let scores = [0.9, 0.9, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5];
         // Regions in a 10-wide, 1-high image: A = px0..=3 is one region, so split by a gap:
-        let mask2 = [
-            true, false, true, true, true, false, false, false, false, false,
-        ];
+        let mask2 = [true, false, true, true, true, false, false, false, false, false];
         let scores2 = [0.9, 0.5, 0.9, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5];
         let a = aupro(&[&scores2], &[&mask2], 10).unwrap();
         assert!((a - 2.0 / 3.0).abs() < 1e-9, "{a}");

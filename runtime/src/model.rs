@@ -37,33 +37,18 @@ pub fn hex(digest: &[u8]) -> String {
 impl Model {
     /// The embedded default backbone.
     pub fn embedded_default() -> Result<Self> {
-        let manifest: ModelManifest =
-            edge_ad_calib::decode(DEFAULT_MANIFEST).map_err(|e| Error::Model {
-                model: "embedded default".into(),
-                reason: format!("manifest: {e}"),
-            })?;
-        Self::checked(
-            manifest,
-            std::borrow::Cow::Borrowed(DEFAULT_ONNX),
-            "embedded:effnet_lite0_feat".into(),
-        )
+        let manifest: ModelManifest = edge_ad_calib::decode(DEFAULT_MANIFEST)
+            .map_err(|e| Error::Model { model: "embedded default".into(), reason: format!("manifest: {e}") })?;
+        Self::checked(manifest, std::borrow::Cow::Borrowed(DEFAULT_ONNX), "embedded:effnet_lite0_feat".into())
     }
 
     /// A backbone from a manifest file; the ONNX file it names is read from the manifest's folder.
     pub fn from_manifest(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let manifest: ModelManifest =
-            edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
-        let onnx_path: PathBuf = path
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(manifest.file.as_str());
+        let manifest: ModelManifest = edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
+        let onnx_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(manifest.file.as_str());
         let onnx = std::fs::read(&onnx_path).map_err(|e| Error::io(&onnx_path, e))?;
-        Self::checked(
-            manifest,
-            std::borrow::Cow::Owned(onnx),
-            path.display().to_string(),
-        )
+        Self::checked(manifest, std::borrow::Cow::Owned(onnx), path.display().to_string())
     }
 
     /// The embedded default for `None`, else the manifest at the path.
@@ -74,15 +59,8 @@ impl Model {
         }
     }
 
-    fn checked(
-        manifest: ModelManifest,
-        onnx: std::borrow::Cow<'static, [u8]>,
-        origin: String,
-    ) -> Result<Self> {
-        manifest.validate().map_err(|why| Error::Model {
-            model: origin.clone(),
-            reason: why.into(),
-        })?;
+    fn checked(manifest: ModelManifest, onnx: std::borrow::Cow<'static, [u8]>, origin: String) -> Result<Self> {
+        manifest.validate().map_err(|why| Error::Model { model: origin.clone(), reason: why.into() })?;
         let digest = sha256(&onnx);
         if digest != manifest.sha256 {
             return Err(Error::Model {
@@ -95,10 +73,6 @@ impl Model {
                 ),
             });
         }
-        Ok(Self {
-            manifest,
-            onnx,
-            origin,
-        })
+        Ok(Self { manifest, onnx, origin })
     }
 }

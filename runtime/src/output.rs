@@ -25,24 +25,21 @@ pub struct Record {
     pub threshold: f32,
     /// Frame path latency in milliseconds (decode excluded).
     pub latency_ms: f64,
+    /// Why the part could not be scored (its verdict is then NG); absent when it was scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Record {
     /// A record; a non-finite score becomes `None`.
-    pub fn new(
-        file: String,
-        score: f32,
-        verdict: Verdict,
-        threshold: f32,
-        latency_ms: f64,
-    ) -> Self {
-        Self {
-            file,
-            score: score.is_finite().then_some(score),
-            verdict: verdict.as_str(),
-            threshold,
-            latency_ms,
-        }
+    pub fn new(file: String, score: f32, verdict: Verdict, threshold: f32, latency_ms: f64) -> Self {
+        let score = score.is_finite().then_some(score);
+        Self { file, score, verdict: verdict.as_str(), threshold, latency_ms, error: None }
+    }
+
+    /// A part that could not be scored: NG with the reason.
+    pub fn fault(file: String, threshold: f32, error: String) -> Self {
+        Self { file, score: None, verdict: Verdict::Ng.as_str(), threshold, latency_ms: 0.0, error: Some(error) }
     }
 }
 
@@ -57,8 +54,7 @@ pub struct JsonLines<W: Write>(pub W);
 
 impl<W: Write> VerdictSink for JsonLines<W> {
     fn deliver(&mut self, record: &Record) -> Result<()> {
-        let line =
-            serde_json::to_string(record).map_err(|e| Error::Invalid(format!("JSON: {e}")))?;
+        let line = serde_json::to_string(record).map_err(|e| Error::Invalid(format!("JSON: {e}")))?;
         writeln!(self.0, "{line}").map_err(|e| Error::io("stdout", e))
     }
 }
@@ -68,13 +64,18 @@ pub struct TextLines<W: Write>(pub W);
 
 impl<W: Write> VerdictSink for TextLines<W> {
     fn deliver(&mut self, r: &Record) -> Result<()> {
-        let score = r.score.map_or("NaN".to_string(), |s| format!("{s:.4}"));
+        let score = r.score.map_or("-".to_string(), |s| format!("{s:.4}"));
+        let io = |e| Error::io("stdout", e);
         writeln!(
             self.0,
             "{:<2}  {score:>8}  (threshold {:.4})  {:6.1} ms  {}",
             r.verdict, r.threshold, r.latency_ms, r.file
         )
-        .map_err(|e| Error::io("stdout", e))
+        .map_err(io)?;
+        if let Some(e) = &r.error {
+            writeln!(self.0, "    {e}").map_err(io)?;
+        }
+        Ok(())
     }
 }
 
@@ -86,20 +87,13 @@ pub fn map_at_source(map: &[f32], side: u32, g: &CropGeometry) -> Result<Vec<f32
         dst.copy_from_slice(&v.to_ne_bytes());
     }
     // The crop in source pixels, rounded outwards to whole pixels; the map is stretched over it.
-    let (x0, y0) = (
-        g.left.max(0.0).floor() as u32,
-        g.top.max(0.0).floor() as u32,
-    );
+    let (x0, y0) = (g.left.max(0.0).floor() as u32, g.top.max(0.0).floor() as u32);
     let x1 = ((g.left + g.side).ceil() as u32).min(g.src_width);
     let y1 = ((g.top + g.side).ceil() as u32).min(g.src_height);
     let (w, h) = (x1.saturating_sub(x0).max(1), y1.saturating_sub(y0).max(1));
     let mut dst = Image::new(w, h, PixelType::F32);
     Resizer::new()
-        .resize(
-            &src,
-            &mut dst,
-            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)),
-        )
+        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)))
         .map_err(|e| Error::Invalid(format!("map resize failed: {e}")))?;
     let mut out = vec![0.0f32; g.src_width as usize * g.src_height as usize];
     for (row, chunk) in dst.buffer().chunks_exact(4 * w as usize).enumerate() {
@@ -110,8 +104,7 @@ pub fn map_at_source(map: &[f32], side: u32, g: &CropGeometry) -> Result<Vec<f32
         for (col, px) in chunk.chunks_exact(4).enumerate() {
             let x = x0 as usize + col;
             if x < g.src_width as usize {
-                out[y * g.src_width as usize + x] =
-                    f32::from_ne_bytes([px[0], px[1], px[2], px[3]]);
+                out[y * g.src_width as usize + x] = f32::from_ne_bytes([px[0], px[1], px[2], px[3]]);
             }
         }
     }

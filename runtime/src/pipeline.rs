@@ -27,17 +27,8 @@ impl Extractor {
     pub fn new(model: &Model, resize_side: u32, working_side: u32) -> Result<Self> {
         let pre = Preprocessor::new(&model.manifest, resize_side, working_side)?;
         let backbone = Backbone::new(model, working_side)?;
-        let level_names = model
-            .manifest
-            .levels
-            .iter()
-            .map(|l| l.output.to_string())
-            .collect();
-        Ok(Self {
-            pre,
-            backbone,
-            level_names,
-        })
+        let level_names = model.manifest.levels.iter().map(|l| l.output.to_string()).collect();
+        Ok(Self { pre, backbone, level_names })
     }
 
     /// The backbone output name of each level.
@@ -126,20 +117,9 @@ impl FeatureScorer {
         working_side: usize,
         threads: usize,
     ) -> Self {
-        let residuals = shapes
-            .iter()
-            .map(|&(c, h, w)| FeatureMap::zeros(c, h, w))
-            .collect();
+        let residuals = shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect();
         let scores = shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect();
-        Self {
-            banks,
-            projector,
-            scorer,
-            maps: MapBuilder::new(working_side),
-            residuals,
-            scores,
-            threads,
-        }
+        Self { banks, projector, scorer, maps: MapBuilder::new(working_side), residuals, scores, threads }
     }
 
     /// The scorer in use.
@@ -174,15 +154,10 @@ impl FeatureScorer {
         t.projector_ms = ms(start);
         let start = Instant::now();
         for (l, r) in self.residuals.iter().enumerate() {
-            self.scorer
-                .level_scores(l, r, self.threads, &mut self.scores[l]);
+            self.scorer.level_scores(l, r, self.threads, &mut self.scores[l]);
         }
-        let grids: Vec<(&[f32], usize, usize)> = self
-            .residuals
-            .iter()
-            .zip(&self.scores)
-            .map(|(r, s)| (s.as_slice(), r.height, r.width))
-            .collect();
+        let grids: Vec<(&[f32], usize, usize)> =
+            self.residuals.iter().zip(&self.scores).map(|(r, s)| (s.as_slice(), r.height, r.width)).collect();
         let (_, score) = self.maps.build(&grids);
         t.score_ms = ms(start);
         Ok(score)
@@ -216,25 +191,15 @@ impl Inspector {
     /// Wires an extractor and a feature scorer.
     pub fn new(extractor: Extractor, scoring: FeatureScorer) -> Self {
         let features = extractor.backbone().empty_maps();
-        Self {
-            extractor,
-            scoring,
-            features,
-        }
+        Self { extractor, scoring, features }
     }
 
     /// Scores one frame.
     pub fn inspect(&mut self, image: &RgbImage) -> Result<Inspection> {
         let mut times = StageTimes::default();
-        let geometry = self
-            .extractor
-            .features_into(image, &mut self.features, &mut times)?;
+        let geometry = self.extractor.features_into(image, &mut self.features, &mut times)?;
         let score = self.scoring.score(&self.features, &mut times)?;
-        Ok(Inspection {
-            score,
-            geometry,
-            times,
-        })
+        Ok(Inspection { score, geometry, times })
     }
 
     /// The anomaly map of the last frame at the working side.

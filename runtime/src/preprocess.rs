@@ -58,11 +58,7 @@ impl Preprocessor {
                 "resize side {resize_side} must be at least the working side {working_side} (> 0)"
             )));
         }
-        if let Some(l) = manifest
-            .levels
-            .iter()
-            .find(|l| working_side % l.stride != 0)
-        {
+        if let Some(l) = manifest.levels.iter().find(|l| working_side % l.stride != 0) {
             return Err(Error::Invalid(format!(
                 "working side {working_side} is not a multiple of level {}'s stride {}",
                 l.output, l.stride
@@ -98,8 +94,7 @@ impl Preprocessor {
     /// Resizes and crops `image` (bicubic, antialiased like PIL) and returns the CHW tensor data.
     pub fn run(&mut self, image: &RgbImage) -> Result<(&[f32], CropGeometry)> {
         let geometry = self.geometry(image.width(), image.height());
-        let options =
-            crop_options(&geometry).resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        let options = crop_options(&geometry).resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
         self.resizer
             .resize(image, &mut self.resized, &options)
             .map_err(|e| Error::Invalid(format!("resize failed: {e}")))?;

@@ -28,24 +28,13 @@ pub enum Projector {
 impl Projector {
     /// The projector files of `dir`: `<level output name>.onnx` for each level of the manifest.
     pub fn level_files(dir: &Path, manifest: &ModelManifest) -> Vec<PathBuf> {
-        manifest
-            .levels
-            .iter()
-            .map(|l| dir.join(format!("{}.onnx", l.output)))
-            .collect()
+        manifest.levels.iter().map(|l| dir.join(format!("{}.onnx", l.output))).collect()
     }
 
     /// Loads and compiles the projector of every level from `dir` for the given level shapes.
-    pub fn from_dir(
-        dir: &Path,
-        manifest: &ModelManifest,
-        shapes: &[(usize, usize, usize)],
-    ) -> Result<Self> {
+    pub fn from_dir(dir: &Path, manifest: &ModelManifest, shapes: &[(usize, usize, usize)]) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::bad_file(
-                dir,
-                "is not a folder of projector files (<level>.onnx)",
-            ));
+            return Err(Error::bad_file(dir, "is not a folder of projector files (<level>.onnx)"));
         }
         let mut all = Sha256::new();
         let mut levels = Vec::new();
@@ -57,19 +46,10 @@ impl Projector {
                 .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
                 .and_then(|g| g.into_optimized())
                 .and_then(|g| g.into_runnable())
-                .map_err(|e| {
-                    Error::bad_file(
-                        path,
-                        format!("not a projector for [1, {c}, {h}, {w}]: {e:#}"),
-                    )
-                })?;
+                .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))?;
             levels.push((plan, (c, h, w)));
         }
-        Ok(Self::Onnx {
-            levels,
-            identity: all.finalize().into(),
-            dir: dir.to_path_buf(),
-        })
+        Ok(Self::Onnx { levels, identity: all.finalize().into(), dir: dir.to_path_buf() })
     }
 
     /// The identity of the projector files (`None` for the identity projector).
@@ -85,28 +65,15 @@ impl Projector {
         let Self::Onnx { levels, dir, .. } = self else {
             return Ok(());
         };
-        let err = |reason: String| Error::Model {
-            model: format!("projector {}", dir.display()),
-            reason,
-        };
-        let (plan, (c, h, w)) = levels
-            .get(level)
-            .ok_or_else(|| err(format!("no projector for level {level}")))?;
+        let err = |reason: String| Error::Model { model: format!("projector {}", dir.display()), reason };
+        let (plan, (c, h, w)) = levels.get(level).ok_or_else(|| err(format!("no projector for level {level}")))?;
         let mut chw = vec![0.0f32; c * h * w];
         map.write_chw(&mut chw);
-        let input =
-            Tensor::from_shape(&[1, *c, *h, *w], &chw).map_err(|e| err(format!("{e:#}")))?;
-        let out = plan
-            .run(tvec!(input.into()))
-            .map_err(|e| err(format!("level {level}: {e:#}")))?;
-        let view = out[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let input = Tensor::from_shape(&[1, *c, *h, *w], &chw).map_err(|e| err(format!("{e:#}")))?;
+        let out = plan.run(tvec!(input.into())).map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
         if view.shape() != [1, *c, *h, *w] {
-            return Err(err(format!(
-                "level {level} gave shape {:?}, expected [1, {c}, {h}, {w}]",
-                view.shape()
-            )));
+            return Err(err(format!("level {level} gave shape {:?}, expected [1, {c}, {h}, {w}]", view.shape())));
         }
         let flat: Vec<f32> = view.iter().copied().collect();
         map.fill_from_chw(&flat);

@@ -44,10 +44,7 @@ impl MatchBank {
         let mut search = Array2::<f32>::zeros((n, channels));
         let mut bias = vec![0.0; n];
         for (i, row) in rows.chunks_exact(channels).enumerate() {
-            let dst = search
-                .row_mut(i)
-                .into_slice()
-                .expect("fresh array is contiguous");
+            let dst = search.row_mut(i).into_slice().expect("fresh array is contiguous");
             match similarity {
                 Similarity::Cosine => unit(row, dst),
                 Similarity::Euclidean => {
@@ -56,11 +53,7 @@ impl MatchBank {
                 }
             }
         }
-        Self {
-            channels,
-            search,
-            bias,
-        }
+        Self { channels, search, bias }
     }
 
     /// Rows in the bank.
@@ -112,10 +105,7 @@ impl MatchBank {
     /// Queries laid out for [`MatchBank::best`]: unit rows for a cosine bank, raw rows otherwise.
     pub fn prepare_queries(&self, rows: &[f32], similarity: Similarity, out: &mut Array2<f32>) {
         for (i, row) in rows.chunks_exact(self.channels).enumerate() {
-            let dst = out
-                .row_mut(i)
-                .into_slice()
-                .expect("fresh array is contiguous");
+            let dst = out.row_mut(i).into_slice().expect("fresh array is contiguous");
             match similarity {
                 Similarity::Cosine => unit(row, dst),
                 Similarity::Euclidean => dst.copy_from_slice(row),
@@ -136,11 +126,7 @@ impl ReferenceBank {
     /// A bank over the raw feature rows of every patch of every shot.
     pub fn new(channels: usize, raw: Vec<f32>) -> Self {
         let search = MatchBank::new(channels, &raw, Similarity::Cosine);
-        Self {
-            channels,
-            raw,
-            search,
-        }
+        Self { channels, raw, search }
     }
 
     /// Concatenates the patches of the given feature maps (all one level) into a bank.
@@ -168,19 +154,14 @@ impl ReferenceBank {
     pub fn residuals_into(&self, query: &FeatureMap, threads: usize, out: &mut FeatureMap) {
         let n = query.patches();
         let mut q = Array2::<f32>::zeros((n, self.channels));
-        self.search
-            .prepare_queries(&query.data, Similarity::Cosine, &mut q);
+        self.search.prepare_queries(&query.data, Similarity::Cosine, &mut q);
         let mut best = vec![(0usize, 0.0f32); n];
         self.search.best(q.view(), threads, &mut best);
         for (p, (j, _)) in best.iter().enumerate() {
             let c = self.channels;
             let reference = &self.raw[j * c..(j + 1) * c];
             let dst = &mut out.data[p * c..(p + 1) * c];
-            for ((d, x), r) in dst
-                .iter_mut()
-                .zip(&query.data[p * c..(p + 1) * c])
-                .zip(reference)
-            {
+            for ((d, x), r) in dst.iter_mut().zip(&query.data[p * c..(p + 1) * c]).zip(reference) {
                 *d = x - r;
             }
         }
@@ -191,5 +172,71 @@ impl ReferenceBank {
         let mut out = FeatureMap::zeros(query.channels, query.height, query.width);
         self.residuals_into(query, threads, &mut out);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    }
+
+    fn brute_nearest(q: &[f32], bank: &[f32], c: usize) -> usize {
+        let cos = |a: &[f32], b: &[f32]| {
+            let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+            let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+            dot / (na * nb)
+        };
+        let mut best = (0, f32::NEG_INFINITY);
+        for (j, b) in bank.chunks_exact(c).enumerate() {
+            let s = cos(q, b);
+            if s > best.1 {
+                best = (j, s);
+            }
+        }
+        best.0
+    }
+
+    #[test]
+    fn residual_is_query_minus_cosine_nearest_for_any_thread_count() {
+        let (c, rows) = (24, 300);
+        let mut seed = 1;
+        let bank: Vec<f32> = (0..rows * c).map(|_| lcg(&mut seed)).collect();
+        let query =
+            FeatureMap { channels: c, height: 10, width: 13, data: (0..130 * c).map(|_| lcg(&mut seed)).collect() };
+        let rb = ReferenceBank::new(c, bank.clone());
+        let one = rb.residuals(&query, 1);
+        let three = rb.residuals(&query, 3);
+        assert_eq!(one, three);
+        for p in 0..query.patches() {
+            let q = &query.data[p * c..(p + 1) * c];
+            let j = brute_nearest(q, &bank, c);
+            for k in 0..c {
+                assert!((one.data[p * c + k] - (q[k] - bank[j * c + k])).abs() < 1e-6, "patch {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_query_in_the_bank_has_zero_residual_and_cosine_ignores_scale() {
+        let c = 4;
+        let bank = vec![1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0];
+        let rb = ReferenceBank::new(c, bank);
+        let q = FeatureMap { channels: c, height: 1, width: 2, data: vec![0.0, 1.0, 0.0, 0.0, 3.0, 0.1, 0.0, 0.0] };
+        let r = rb.residuals(&q, 1);
+        assert_eq!(&r.data[..4], &[0.0; 4]);
+        // Matched by angle to the first row, then raw subtraction keeps the scale difference.
+        assert!((r.data[4] - 2.0).abs() < 1e-6 && (r.data[5] - 0.1).abs() < 1e-6);
+    }
+
+    #[test]
+    fn ties_go_to_the_first_row() {
+        let rb = ReferenceBank::new(2, vec![1.0, 0.0, 2.0, 0.0]);
+        let q = FeatureMap { channels: 2, height: 1, width: 1, data: vec![5.0, 0.0] };
+        assert_eq!(rb.residuals(&q, 1).data, vec![4.0, 0.0]);
     }
 }

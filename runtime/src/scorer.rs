@@ -26,17 +26,8 @@ impl Scorer for FeatureNorm {
         ScorerKind::FeatureNorm
     }
 
-    fn level_scores(
-        &self,
-        _level: usize,
-        projected: &FeatureMap,
-        _threads: usize,
-        out: &mut [f32],
-    ) {
-        for (o, z) in out
-            .iter_mut()
-            .zip(projected.data.chunks_exact(projected.channels))
-        {
+    fn level_scores(&self, _level: usize, projected: &FeatureMap, _threads: usize, out: &mut [f32]) {
+        for (o, z) in out.iter_mut().zip(projected.data.chunks_exact(projected.channels)) {
             let norm = z.iter().map(|v| v * v).sum::<f32>().sqrt();
             *o = (norm + 1.0).sqrt() - 1.0;
         }
@@ -56,10 +47,7 @@ impl PatchCore {
         let memory = (0..levels)
             .map(|l| {
                 let channels = samples[0][l].channels;
-                let rows: Vec<f32> = samples
-                    .iter()
-                    .flat_map(|s| s[l].data.iter().copied())
-                    .collect();
+                let rows: Vec<f32> = samples.iter().flat_map(|s| s[l].data.iter().copied()).collect();
                 MatchBank::new(channels, &rows, Similarity::Euclidean)
             })
             .collect();
@@ -79,11 +67,7 @@ impl Scorer for PatchCore {
         bank.prepare_queries(&projected.data, Similarity::Euclidean, &mut q);
         let mut best = vec![(0usize, 0.0f32); n];
         bank.best(q.view(), threads, &mut best);
-        for ((o, (_, b)), row) in out
-            .iter_mut()
-            .zip(&best)
-            .zip(projected.data.chunks_exact(projected.channels))
-        {
+        for ((o, (_, b)), row) in out.iter_mut().zip(&best).zip(projected.data.chunks_exact(projected.channels)) {
             // best = q·m − ‖m‖²/2, so ‖q − m‖² = ‖q‖² − 2·best.
             let sq = row.iter().map(|v| v * v).sum::<f32>() - 2.0 * b;
             *o = sq.max(0.0).sqrt();
@@ -117,13 +101,8 @@ impl Padim {
             let mut mean = vec![0.0f32; patches * c];
             let mut inv_cov = vec![0.0f32; patches * c * c];
             for p in 0..patches {
-                let rows: Vec<&[f32]> = samples
-                    .iter()
-                    .map(|s| &s[l].data[p * c..(p + 1) * c])
-                    .collect();
-                let mu: Vec<f64> = (0..c)
-                    .map(|i| rows.iter().map(|r| r[i] as f64).sum::<f64>() / n as f64)
-                    .collect();
+                let rows: Vec<&[f32]> = samples.iter().map(|s| &s[l].data[p * c..(p + 1) * c]).collect();
+                let mu: Vec<f64> = (0..c).map(|i| rows.iter().map(|r| r[i] as f64).sum::<f64>() / n as f64).collect();
                 let mut cov = DMatrix::<f64>::identity(c, c) * PADIM_EPSILON;
                 let denom = (n.max(2) - 1) as f64;
                 for r in &rows {
@@ -136,11 +115,7 @@ impl Padim {
                 }
                 let inv = cov
                     .cholesky()
-                    .ok_or_else(|| {
-                        Error::Invalid(format!(
-                            "PaDiM: covariance of level {l} is not positive definite"
-                        ))
-                    })?
+                    .ok_or_else(|| Error::Invalid(format!("PaDiM: covariance of level {l} is not positive definite")))?
                     .inverse();
                 for (i, m) in mu.iter().enumerate() {
                     mean[p * c + i] = *m as f32;
@@ -149,11 +124,7 @@ impl Padim {
                     inv_cov[p * c * c + k] = *v as f32;
                 }
             }
-            out.push(PadimLevel {
-                channels: c,
-                mean,
-                inv_cov,
-            });
+            out.push(PadimLevel { channels: c, mean, inv_cov });
         }
         Ok(Self { levels: out })
     }
@@ -197,12 +168,7 @@ mod tests {
     use super::*;
 
     fn map(rows: &[&[f32]]) -> FeatureMap {
-        FeatureMap {
-            channels: rows[0].len(),
-            height: 1,
-            width: rows.len(),
-            data: rows.concat(),
-        }
+        FeatureMap { channels: rows[0].len(), height: 1, width: rows.len(), data: rows.concat() }
     }
 
     #[test]
@@ -221,18 +187,13 @@ mod tests {
         let q = map(&[&[1.0, 0.0], &[10.0, 2.0]]);
         let mut out = [0.0; 2];
         pc.level_scores(0, &q, 2, &mut out);
-        assert!(
-            (out[0] - 1.0).abs() < 1e-4 && (out[1] - 2.0).abs() < 1e-4,
-            "{out:?}"
-        );
+        assert!((out[0] - 1.0).abs() < 1e-4 && (out[1] - 2.0).abs() < 1e-4, "{out:?}");
     }
 
     #[test]
     fn padim_distance_is_zero_at_the_mean_and_grows_off_it() {
-        let shots: Vec<Vec<FeatureMap>> = [[1.0f32, 0.0], [-1.0, 0.0], [0.0, 0.5], [0.0, -0.5]]
-            .iter()
-            .map(|r| vec![map(&[r])])
-            .collect();
+        let shots: Vec<Vec<FeatureMap>> =
+            [[1.0f32, 0.0], [-1.0, 0.0], [0.0, 0.5], [0.0, -0.5]].iter().map(|r| vec![map(&[r])]).collect();
         let pd = Padim::fit(&shots).unwrap();
         let mut out = [0.0; 1];
         pd.level_scores(0, &map(&[&[0.0, 0.0]]), 1, &mut out);

@@ -32,12 +32,7 @@ pub trait FrameSource {
 pub fn is_image_path(path: &Path) -> bool {
     path.extension()
         .and_then(|e| e.to_str())
-        .map(|e| {
-            matches!(
-                e.to_ascii_lowercase().as_str(),
-                "png" | "jpg" | "jpeg" | "bmp"
-            )
-        })
+        .map(|e| matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg" | "bmp"))
         .unwrap_or(false)
 }
 
@@ -66,18 +61,12 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
         .map_err(|e| Error::io(path, e))?;
-    let decoded = reader
-        .decode()
-        .map_err(|e| Error::bad_file(path, format!("not a readable image: {e}")))?;
+    let decoded = reader.decode().map_err(|e| Error::bad_file(path, format!("not a readable image: {e}")))?;
     let rgb = decoded.into_rgb8();
     if rgb.width() < MIN_IMAGE_SIDE || rgb.height() < MIN_IMAGE_SIDE {
         return Err(Error::bad_file(
             path,
-            format!(
-                "image is {}×{}, smaller than the {MIN_IMAGE_SIDE}-pixel minimum",
-                rgb.width(),
-                rgb.height()
-            ),
+            format!("image is {}×{}, smaller than the {MIN_IMAGE_SIDE}-pixel minimum", rgb.width(), rgb.height()),
         ));
     }
     Ok(rgb)
@@ -96,24 +85,15 @@ impl FileSource {
 
     /// The given files, in the given order.
     pub fn from_files(files: Vec<PathBuf>) -> Self {
-        Self {
-            files: files.into_iter(),
-        }
+        Self { files: files.into_iter() }
     }
 }
 
 impl FrameSource for FileSource {
     fn next_frame(&mut self) -> Option<Result<Frame>> {
         let path = self.files.next()?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Some(load_image(&path).map(|image| Frame {
-            name,
-            path: Some(path),
-            image,
-        }))
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Some(load_image(&path).map(|image| Frame { name, path: Some(path), image }))
     }
 
     fn remaining(&self) -> Option<usize> {

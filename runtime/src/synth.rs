@@ -31,13 +31,7 @@ pub struct SynthSpec {
 
 impl Default for SynthSpec {
     fn default() -> Self {
-        Self {
-            side: 256,
-            train_good: 8,
-            test_good: 12,
-            per_defect: 4,
-            seed: 7,
-        }
+        Self { side: 256, train_good: 8, test_good: 12, per_defect: 4, seed: 7 }
     }
 }
 
@@ -51,11 +45,7 @@ struct ValueNoise {
 impl ValueNoise {
     fn new(rng: &mut StdRng, side: u32, cell: f32) -> Self {
         let n = (side as f32 / cell).ceil() as usize + 2;
-        Self {
-            grid: (0..n * n).map(|_| rng.random::<f32>()).collect(),
-            n,
-            cell,
-        }
+        Self { grid: (0..n * n).map(|_| rng.random::<f32>()).collect(), n, cell }
     }
 
     fn at(&self, x: f32, y: f32) -> f32 {
@@ -85,11 +75,7 @@ pub fn good_part(texture: &str, side: u32, rng: &mut StdRng) -> RgbImage {
             "weave" => {
                 let warp = (tau * fx / 12.0).sin();
                 let weft = (tau * fy / 12.0).sin();
-                let over = if ((fx / 12.0).floor() + (fy / 12.0).floor()) as i64 % 2 == 0 {
-                    warp
-                } else {
-                    weft
-                };
+                let over = if ((fx / 12.0).floor() + (fy / 12.0).floor()) as i64 % 2 == 0 { warp } else { weft };
                 (0.5 + 0.25 * over + 0.12 * (n - 0.5), [0.85, 0.75, 0.6])
             }
             "grain" => {
@@ -145,23 +131,15 @@ pub fn paint_defect(image: &mut RgbImage, kind: &str, rng: &mut StdRng) -> GrayI
             }
         }
         "stain" => {
-            let (rx, ry) = (
-                side * (0.04 + 0.04 * rng.random::<f32>()),
-                side * (0.03 + 0.04 * rng.random::<f32>()),
-            );
-            let colour = [
-                rng.random_range(20..90u8),
-                rng.random_range(60..140u8),
-                rng.random_range(20..90u8),
-            ];
+            let (rx, ry) = (side * (0.04 + 0.04 * rng.random::<f32>()), side * (0.03 + 0.04 * rng.random::<f32>()));
+            let colour = [rng.random_range(20..90u8), rng.random_range(60..140u8), rng.random_range(20..90u8)];
             for y in (cy - ry) as i32..=(cy + ry) as i32 {
                 for x in (cx - rx) as i32..=(cx + rx) as i32 {
                     let d = ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2);
                     if d <= 1.0 && x >= 0 && y >= 0 {
                         let a = 0.55 + 0.3 * (1.0 - d);
                         paint(x as u32, y as u32, &|p| {
-                            [0, 1, 2]
-                                .map(|c| (p[c] as f32 * (1.0 - a) + colour[c] as f32 * a) as u8)
+                            [0, 1, 2].map(|c| (p[c] as f32 * (1.0 - a) + colour[c] as f32 * a) as u8)
                         });
                     }
                 }
@@ -183,8 +161,7 @@ pub fn paint_defect(image: &mut RgbImage, kind: &str, rng: &mut StdRng) -> GrayI
 }
 
 fn save_rgb(img: &RgbImage, path: &Path) -> Result<()> {
-    img.save(path)
-        .map_err(|e| Error::bad_file(path, format!("cannot write image: {e}")))
+    img.save(path).map_err(|e| Error::bad_file(path, format!("cannot write image: {e}")))
 }
 
 /// Writes a dataset of the given textures under `root` in the MVTec AD layout.
@@ -197,22 +174,13 @@ pub fn generate(root: &Path, textures: &[&str], spec: &SynthSpec) -> Result<()> 
         mkdir(&train)?;
         mkdir(&test_good)?;
         for i in 0..spec.train_good {
-            save_rgb(
-                &good_part(texture, spec.side, &mut rng),
-                &train.join(format!("{i:03}.png")),
-            )?;
+            save_rgb(&good_part(texture, spec.side, &mut rng), &train.join(format!("{i:03}.png")))?;
         }
         for i in 0..spec.test_good {
-            save_rgb(
-                &good_part(texture, spec.side, &mut rng),
-                &test_good.join(format!("{i:03}.png")),
-            )?;
+            save_rgb(&good_part(texture, spec.side, &mut rng), &test_good.join(format!("{i:03}.png")))?;
         }
         for defect in DEFECTS {
-            let (imgs, masks) = (
-                dir.join("test").join(defect),
-                dir.join("ground_truth").join(defect),
-            );
+            let (imgs, masks) = (dir.join("test").join(defect), dir.join("ground_truth").join(defect));
             mkdir(&imgs)?;
             mkdir(&masks)?;
             for i in 0..spec.per_defect {
@@ -220,8 +188,7 @@ pub fn generate(root: &Path, textures: &[&str], spec: &SynthSpec) -> Result<()> 
                 let mask = paint_defect(&mut img, defect, &mut rng);
                 save_rgb(&img, &imgs.join(format!("{i:03}.png")))?;
                 let path = masks.join(format!("{i:03}_mask.png"));
-                mask.save(&path)
-                    .map_err(|e| Error::bad_file(&path, format!("cannot write mask: {e}")))?;
+                mask.save(&path).map_err(|e| Error::bad_file(&path, format!("cannot write mask: {e}")))?;
             }
         }
     }
