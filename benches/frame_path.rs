@@ -1,1 +1,98 @@
-fn main() {}
+//! criterion benchmarks of the frame path at 224²: each stage, the whole frame per scorer and
+//! thread count, and a 4-shot calibration. `cargo bench -p edge-ad-benches`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use edge_ad::anomaly_map::MapBuilder;
+use edge_ad::backbone::Backbone;
+use edge_ad::calibrate::{self, CalibrationSettings};
+use edge_ad::formats::ScorerKind;
+use edge_ad::pipeline::Extractor;
+use edge_ad::preprocess::Preprocessor;
+use edge_ad::projector::Projector;
+use edge_ad::residual::ReferenceBank;
+use edge_ad::scorer::{FeatureNorm, Scorer};
+use edge_ad_benches::{inspector, parts, shots};
+
+fn stages(c: &mut Criterion) {
+    let (model, shot_images) = shots();
+    let frame = &parts(1, 99)[0];
+    let mut pre = Preprocessor::new(&model.manifest, 224, 224).unwrap();
+    c.bench_function("stage/preprocess 256²→224² CHW", |b| b.iter(|| black_box(pre.run(frame).unwrap().0[0])));
+
+    let backbone = Backbone::new(&model, 224).unwrap();
+    let chw = pre.run(frame).unwrap().0.to_vec();
+    let mut maps = backbone.empty_maps();
+    c.bench_function("stage/backbone effnet-lite0 224²", |b| b.iter(|| backbone.run_into(&chw, &mut maps).unwrap()));
+
+    let mut extractor = Extractor::new(&model, 224, 224).unwrap();
+    let shot_maps: Vec<_> = shot_images.iter().map(|(_, img)| extractor.features(&img).unwrap()).collect();
+    let query = extractor.features(frame).unwrap();
+    for threads in [1, 2] {
+        let banks: Vec<ReferenceBank> =
+            (0..query.len()).map(|l| ReferenceBank::from_maps(shot_maps.iter().map(|s| &s[l]))).collect();
+        let mut out: Vec<_> = query.iter().map(|q| q.clone()).collect();
+        c.bench_function(&format!("stage/residual 4-shot bank, {threads} thread(s)"), |b| {
+            b.iter(|| {
+                for (l, q) in query.iter().enumerate() {
+                    banks[l].residuals_into(q, threads, &mut out[l]);
+                }
+            })
+        });
+    }
+
+    let mut scores: Vec<Vec<f32>> = query.iter().map(|q| vec![0.0; q.patches()]).collect();
+    let mut map = MapBuilder::new(224);
+    c.bench_function("stage/featurenorm + map (upsample, mean, gaussian, max)", |b| {
+        b.iter(|| {
+            for (l, q) in query.iter().enumerate() {
+                FeatureNorm.level_scores(l, q, 1, &mut scores[l]);
+            }
+            let grids: Vec<(&[f32], usize, usize)> =
+                query.iter().zip(&scores).map(|(q, s)| (s.as_slice(), q.height, q.width)).collect();
+            black_box(map.build(&grids).1)
+        })
+    });
+}
+
+fn whole_frame(c: &mut Criterion) {
+    let frames = parts(8, 42);
+    for (scorer, threads) in
+        [(ScorerKind::FeatureNorm, 1), (ScorerKind::FeatureNorm, 2), (ScorerKind::PatchCore, 2), (ScorerKind::Padim, 2)]
+    {
+        let settings = CalibrationSettings { scorer, threads, ..Default::default() };
+        let mut insp = inspector(&settings);
+        let mut i = 0;
+        c.bench_function(&format!("frame/{} 224², {threads} thread(s)", scorer.name()), |b| {
+            b.iter(|| {
+                i = (i + 1) % frames.len();
+                black_box(insp.inspect(&frames[i]).unwrap().score)
+            })
+        });
+    }
+}
+
+fn calibration(c: &mut Criterion) {
+    let (model, shot_images) = shots();
+    let mut extractor = Extractor::new(&model, 224, 224).unwrap();
+    let projector = Arc::new(Projector::Identity);
+    let id = calibrate::identity(&model, &projector);
+    let settings = CalibrationSettings::default();
+    let mut group = c.benchmark_group("calibrate");
+    group.sample_size(10);
+    group.bench_function("4 shots, featurenorm, leave-one-out with variations", |b| {
+        b.iter(|| {
+            calibrate::calibrate(&mut extractor, projector.clone(), id, &shot_images, &settings, 0, &|_| {}).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
+    targets = stages, whole_frame, calibration
+}
+criterion_main!(benches);

@@ -93,27 +93,39 @@ fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, out: &mut [f32]) 
     }
 }
 
-/// Separable Gaussian over a side×side map in place (`tmp` is scratch of the same size).
+/// Separable Gaussian over a side×side map in place (`tmp` is scratch of the same size). Each
+/// pass is a vertical one (whole rows scaled and added, which vectorises) followed by a transpose,
+/// so two passes smooth both axes and restore the layout.
 fn smooth(map: &mut [f32], tmp: &mut [f32], side: usize, kernel: &[f32]) {
+    for _ in 0..2 {
+        vertical_pass(map, tmp, side, kernel);
+        transpose(tmp, map, side);
+    }
+}
+
+/// `out` row y = Σₖ kernel[k] · `input` row reflect(y + k − r).
+fn vertical_pass(input: &[f32], out: &mut [f32], side: usize, kernel: &[f32]) {
     let r = (kernel.len() / 2) as i64;
-    let n = side as i64;
-    for y in 0..side {
-        let row = &map[y * side..(y + 1) * side];
-        for x in 0..side {
-            let mut acc = 0.0;
-            for (k, w) in kernel.iter().enumerate() {
-                acc += w * row[reflect(x as i64 + k as i64 - r, n)];
+    for (y, out_row) in out.chunks_exact_mut(side).enumerate() {
+        out_row.iter_mut().for_each(|v| *v = 0.0);
+        for (k, w) in kernel.iter().enumerate() {
+            let src = reflect(y as i64 + k as i64 - r, side as i64);
+            for (o, v) in out_row.iter_mut().zip(&input[src * side..(src + 1) * side]) {
+                *o += w * v;
             }
-            tmp[y * side + x] = acc;
         }
     }
-    for y in 0..side {
-        for x in 0..side {
-            let mut acc = 0.0;
-            for (k, w) in kernel.iter().enumerate() {
-                acc += w * tmp[reflect(y as i64 + k as i64 - r, n) * side + x];
+}
+
+fn transpose(input: &[f32], out: &mut [f32], side: usize) {
+    const TILE: usize = 16;
+    for by in (0..side).step_by(TILE) {
+        for bx in (0..side).step_by(TILE) {
+            for y in by..(by + TILE).min(side) {
+                for x in bx..(bx + TILE).min(side) {
+                    out[x * side + y] = input[y * side + x];
+                }
             }
-            map[y * side + x] = acc;
         }
     }
 }
@@ -165,6 +177,34 @@ mod tests {
         // Grid cell (3, 5) sits at (3·63/7, 5·63/7) = (27, 45) with align_corners.
         assert!((y as i32 - 27).abs() <= 1 && (x as i32 - 45).abs() <= 1, "({y}, {x})");
         assert!(score < 1.0 && score > 0.0);
+    }
+
+    #[test]
+    fn smoothing_matches_a_direct_two_dimensional_convolution() {
+        let side = 20;
+        let k = gaussian_kernel(1.5);
+        let r = (k.len() / 2) as i64;
+        let mut map: Vec<f32> = (0..side * side).map(|i| ((i * 37) % 11) as f32).collect();
+        let input = map.clone();
+        let mut direct = vec![0.0f32; side * side];
+        for y in 0..side {
+            for x in 0..side {
+                let mut acc = 0.0;
+                for (a, wy) in k.iter().enumerate() {
+                    for (b, wx) in k.iter().enumerate() {
+                        let sy = reflect(y as i64 + a as i64 - r, side as i64);
+                        let sx = reflect(x as i64 + b as i64 - r, side as i64);
+                        acc += wy * wx * input[sy * side + sx];
+                    }
+                }
+                direct[y * side + x] = acc;
+            }
+        }
+        let mut tmp = vec![0.0; side * side];
+        smooth(&mut map, &mut tmp, side, &k);
+        for (a, b) in map.iter().zip(&direct) {
+            assert!((a - b).abs() < 1e-4, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use edge_ad_calib::{ScoreStats, Threshold};
 
 /// Default relative margin over the largest leave-one-out good score.
-pub const DEFAULT_MARGIN: f32 = 0.05;
+pub const DEFAULT_MARGIN: f32 = 0.0;
 
 /// A part's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -171,6 +171,12 @@ struct DemoArgs {
     /// Seed of the generated dataset.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Good test parts per texture.
+    #[arg(long, default_value_t = 12)]
+    test_good: usize,
+    /// Defective test parts per defect kind and texture.
+    #[arg(long, default_value_t = 4)]
+    per_defect: usize,
     /// Shots K.
     #[arg(long, default_value_t = 4)]
     shots: usize,
@@ -503,7 +509,8 @@ fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
         Some(dir) => (dir.clone(), false),
         None => (std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())), true),
     };
-    let spec = synth::SynthSpec { seed: a.seed, ..Default::default() };
+    let spec =
+        synth::SynthSpec { seed: a.seed, test_good: a.test_good, per_defect: a.per_defect, ..Default::default() };
     println!(
         "generating {} textures ({} good shots available, {} good and {} defective test parts each) in {}",
         synth::TEXTURES.len(),

@@ -93,65 +93,59 @@ pub fn good_part(texture: &str, side: u32, rng: &mut StdRng) -> RgbImage {
     })
 }
 
-/// Paints a defect of `kind` on `image` and returns its mask (255 = defect).
+/// Paints a defect of `kind` on `image` and returns its mask (255 = defect). Its strength (how far
+/// it departs from the texture) is drawn between faint and strong.
 pub fn paint_defect(image: &mut RgbImage, kind: &str, rng: &mut StdRng) -> GrayImage {
     let side = image.width() as f32;
+    let strength: f32 = 0.35 + 0.65 * rng.random::<f32>();
+    let blend =
+        |p: [u8; 3], target: [f32; 3], a: f32| [0, 1, 2].map(|c| (p[c] as f32 * (1.0 - a) + target[c] * a) as u8);
     let mut mask = GrayImage::new(image.width(), image.height());
     let cx = side * (0.25 + 0.5 * rng.random::<f32>());
     let cy = side * (0.25 + 0.5 * rng.random::<f32>());
-    let mut paint = |x: u32, y: u32, f: &dyn Fn([u8; 3]) -> [u8; 3]| {
-        if x < image.width() && y < image.height() {
-            let p = image.get_pixel_mut(x, y);
-            p.0 = f(p.0);
-            mask.put_pixel(x, y, Luma([255]));
+    let mut paint = |x: i32, y: i32, target: [f32; 3], a: f32| {
+        if x >= 0 && y >= 0 && (x as u32) < image.width() && (y as u32) < image.height() {
+            let p = image.get_pixel_mut(x as u32, y as u32);
+            p.0 = blend(p.0, target, a);
+            mask.put_pixel(x as u32, y as u32, Luma([255]));
         }
     };
     match kind {
         "scratch" => {
             let angle: f32 = rng.random::<f32>() * std::f32::consts::PI;
             let len = side * (0.2 + 0.15 * rng.random::<f32>());
-            let bright = rng.random::<bool>();
+            let target = if rng.random::<bool>() { [235.0, 235.0, 230.0] } else { [20.0, 18.0, 15.0] };
+            let half_width: i32 = rng.random_range(0..=1);
             let (dx, dy) = (angle.cos(), angle.sin());
             let steps = (len * 2.0) as i32;
             for s in -steps / 2..steps / 2 {
                 let t = s as f32 * 0.5;
-                for w in -1..=1 {
+                for w in -half_width..=half_width {
                     let x = cx + t * dx - w as f32 * dy;
                     let y = cy + t * dy + w as f32 * dx;
-                    if x >= 0.0 && y >= 0.0 {
-                        paint(x as u32, y as u32, &|p| {
-                            if bright {
-                                [235, 235, 230]
-                            } else {
-                                p.map(|v| v / 5)
-                            }
-                        });
-                    }
+                    paint(x.floor() as i32, y.floor() as i32, target, strength);
                 }
             }
         }
         "stain" => {
             let (rx, ry) = (side * (0.04 + 0.04 * rng.random::<f32>()), side * (0.03 + 0.04 * rng.random::<f32>()));
-            let colour = [rng.random_range(20..90u8), rng.random_range(60..140u8), rng.random_range(20..90u8)];
+            let colour =
+                [rng.random_range(20..90u8), rng.random_range(60..140u8), rng.random_range(20..90u8)].map(f32::from);
             for y in (cy - ry) as i32..=(cy + ry) as i32 {
                 for x in (cx - rx) as i32..=(cx + rx) as i32 {
                     let d = ((x as f32 - cx) / rx).powi(2) + ((y as f32 - cy) / ry).powi(2);
-                    if d <= 1.0 && x >= 0 && y >= 0 {
-                        let a = 0.55 + 0.3 * (1.0 - d);
-                        paint(x as u32, y as u32, &|p| {
-                            [0, 1, 2].map(|c| (p[c] as f32 * (1.0 - a) + colour[c] as f32 * a) as u8)
-                        });
+                    if d <= 1.0 {
+                        paint(x, y, colour, strength * (0.55 + 0.3 * (1.0 - d)));
                     }
                 }
             }
         }
         _ => {
-            let r = side * (0.025 + 0.02 * rng.random::<f32>());
+            let r = side * (0.015 + 0.02 * rng.random::<f32>());
             for y in (cy - r) as i32..=(cy + r) as i32 {
                 for x in (cx - r) as i32..=(cx + r) as i32 {
-                    let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
-                    if d <= r && x >= 0 && y >= 0 {
-                        paint(x as u32, y as u32, &|_| [12, 10, 8]);
+                    if ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() <= r {
+                        paint(x, y, [12.0, 10.0, 8.0], 0.3 + 0.7 * strength);
                     }
                 }
             }
