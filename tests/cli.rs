@@ -30,7 +30,10 @@ fn calibrate_run_and_eval_on_generated_parts() {
     assert_eq!(c.shot_names.len(), 4);
     assert_eq!(c.levels.len(), 2);
     assert_eq!(c.threshold.stats.scores.len(), 4 * 5, "each shot and 4 variations, leave-one-out");
-    assert!(c.threshold.value > c.threshold.stats.max);
+    // Defaults: margin 0, sensitivity 1, so the threshold is the largest leave-one-out good score.
+    assert_eq!((c.threshold.margin, c.threshold.sensitivity), (0.0, 1.0));
+    assert_eq!(c.threshold.value, c.threshold.stats.max);
+    assert!(c.threshold.stats.scores.iter().all(|s| *s <= c.threshold.value && *s > 0.0));
 
     // A non-square image, to check that maps come back at the image's own resolution.
     let odd = tmp.path().join("odd");

@@ -1,7 +1,7 @@
 //! `edge-ad-host`: the companion host tool. This build writes model manifests; pretraining,
 //! export and bundles follow (issue 3).
 
-mod manifest;
+use edge_ad_host::manifest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
