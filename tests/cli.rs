@@ -238,3 +238,31 @@ fn every_verb_has_help() {
         assert!(r.ok && r.stdout.contains("Usage"), "{verb}: {}", r.stderr);
     }
 }
+
+#[test]
+fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
+    let tmp = tempfile::tempdir().unwrap();
+    let proj = tmp.path().join("proj");
+    let host = edge_ad_e2e::binary("edge-ad-host");
+    let r = edge_ad_e2e::run(
+        &host,
+        &["pretrain", "--out", s(&proj), "--epochs", "1", "--images", "4", "--references", "2", "--batch", "4"],
+    );
+    assert!(r.ok, "{}", r.stderr);
+    assert!(proj.join("feat_s8.onnx").is_file() && proj.join("feat_s16.onnx").is_file());
+
+    let root = tmp.path().join("data");
+    dataset(&root);
+    let good = root.join("weave/train/good");
+    let calib = tmp.path().join("p.calib");
+    let r = edge_ad(&["calibrate", "--shots", "3", "--source", s(&good), "--out", s(&calib), "--projector", s(&proj)]);
+    assert!(r.ok, "{}", r.stderr);
+    let c: SiteCalibration = decode(&std::fs::read(&calib).unwrap()).unwrap();
+    assert!(c.model.projector_sha256.is_some(), "the calibration records the projector");
+    let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good), "--projector", s(&proj), "--json"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 6);
+    // The same calibration with the identity projector is refused: it was made with another model.
+    let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good)]);
+    assert!(!r.ok && r.stderr.contains("projector"), "{}", r.stderr);
+}

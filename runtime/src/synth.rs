@@ -9,8 +9,11 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 
-/// The textures the generator knows, one per category.
+/// The evaluation textures (the demo's categories), one per category.
 pub const TEXTURES: [&str; 3] = ["weave", "grain", "mesh"];
+/// Textures kept for pretraining corpora, disjoint from [`TEXTURES`] so a projector is never
+/// trained on the parts it is evaluated on.
+pub const TRAINING_TEXTURES: [&str; 3] = ["knit", "speckle", "brushed"];
 /// The defect kinds painted on test parts.
 pub const DEFECTS: [&str; 3] = ["scratch", "stain", "hole"];
 
@@ -81,6 +84,18 @@ pub fn good_part(texture: &str, side: u32, rng: &mut StdRng) -> RgbImage {
             "grain" => {
                 let rings = (tau * (fy / 9.0 + 2.5 * coarse.at(fx * 0.5, y as f32))).sin();
                 (0.55 + 0.18 * rings + 0.15 * (n - 0.5), [0.75, 0.55, 0.35])
+            }
+            "knit" => {
+                let stitch = (tau * (fx + fy) / 10.0).sin() * (tau * (fx - fy) / 10.0).sin();
+                (0.5 + 0.25 * stitch + 0.1 * (n - 0.5), [0.55, 0.65, 0.85])
+            }
+            "speckle" => {
+                let dots = if fine.at(fx * 1.7, fy * 1.7) > 0.72 { 0.3 } else { 0.0 };
+                (0.45 + dots + 0.12 * (n - 0.5), [0.8, 0.8, 0.78])
+            }
+            "brushed" => {
+                let streak = coarse.at(x as f32 * 0.05, fy * 6.0) - 0.5;
+                (0.6 + 0.35 * streak + 0.06 * (n - 0.5), [0.78, 0.78, 0.8])
             }
             _ => {
                 let (cx, cy) = ((fx % 16.0) - 8.0, (fy % 16.0) - 8.0);

@@ -1,0 +1,146 @@
+//! Pretraining samples: residual features of parts with and without synthetic anomalies, built
+//! with the box's own code (same preprocessing, same tract graph, same nearest-neighbour
+//! residual). As ADPretrain does: per image, K normal references of the same class with K drawn
+//! from {1, 4, 8}, two pixel-aligned photometric views sharing that bank, and patch labels from
+//! the mask at each level's resolution.
+
+use edge_ad::backbone::FeatureMap;
+use edge_ad::pipeline::Extractor;
+use edge_ad::residual::ReferenceBank;
+use edge_ad::synth;
+use image::RgbImage;
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+/// One level of one sample.
+#[derive(Clone, Debug)]
+pub struct LevelSample {
+    /// Residuals of view 1, H·W rows of C.
+    pub view1: Vec<f32>,
+    /// Residuals of view 2 (same bank, other photometric jitter).
+    pub view2: Vec<f32>,
+    /// Angle-loss labels: the cell holds more than 1/6 anomalous pixels (the official "> 32 of 196").
+    pub angle_labels: Vec<bool>,
+    /// Norm-loss labels: the cell's top-left pixel is anomalous (PyTorch `nearest`).
+    pub norm_labels: Vec<bool>,
+}
+
+/// One image's residual features, per level.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    /// Per backbone level.
+    pub levels: Vec<LevelSample>,
+}
+
+/// How a synthetic corpus is made.
+#[derive(Clone, Copy, Debug)]
+pub struct CorpusSpec {
+    /// Good reference parts per texture.
+    pub references: usize,
+    /// Training images per texture (half get a synthetic defect).
+    pub images: usize,
+    /// Image side.
+    pub side: u32,
+    /// Seed.
+    pub seed: u64,
+}
+
+fn jitter(image: &RgbImage, rng: &mut StdRng) -> RgbImage {
+    let gain = 0.85 + 0.3 * rng.random::<f32>();
+    let contrast = 0.85 + 0.3 * rng.random::<f32>();
+    let mut out = image.clone();
+    out.pixels_mut().for_each(|p| {
+        p.0.iter_mut().for_each(|v| {
+            let x = ((*v as f32 / 255.0 - 0.5) * contrast + 0.5) * gain;
+            *v = (x * 255.0).round().clamp(0.0, 255.0) as u8;
+        })
+    });
+    out
+}
+
+/// Per-cell labels of a working-side mask for a level of `h`×`w` cells.
+fn cell_labels(mask: &[bool], side: usize, h: usize, w: usize) -> (Vec<bool>, Vec<bool>) {
+    let (ch, cw) = (side / h, side / w);
+    let mut angle = vec![false; h * w];
+    let mut norm = vec![false; h * w];
+    for cy in 0..h {
+        for cx in 0..w {
+            let mut count = 0;
+            for y in cy * ch..(cy + 1) * ch {
+                count += mask[y * side + cx * cw..y * side + (cx + 1) * cw].iter().filter(|m| **m).count();
+            }
+            angle[cy * w + cx] = count * 6 > ch * cw;
+            norm[cy * w + cx] = mask[cy * ch * side + cx * cw];
+        }
+    }
+    (angle, norm)
+}
+
+/// Residual samples for `textures`, generated in memory. `progress` is called once per image.
+pub fn synthetic_samples(
+    extractor: &mut Extractor,
+    textures: &[&str],
+    spec: &CorpusSpec,
+    threads: usize,
+    progress: &dyn Fn(),
+) -> edge_ad::Result<Vec<Sample>> {
+    let side = extractor.preprocessor().working_side() as usize;
+    let mut samples = Vec::new();
+    for (t, texture) in textures.iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(7919).wrapping_add(t as u64));
+        let refs: Vec<Vec<FeatureMap>> = (0..spec.references)
+            .map(|_| {
+                progress();
+                extractor.features(&synth::good_part(texture, spec.side, &mut rng))
+            })
+            .collect::<edge_ad::Result<_>>()?;
+        for i in 0..spec.images {
+            progress();
+            let mut image = synth::good_part(texture, spec.side, &mut rng);
+            let mask = if i % 2 == 0 {
+                let kind = synth::DEFECTS[rng.random_range(0..synth::DEFECTS.len())];
+                let m = synth::paint_defect(&mut image, kind, &mut rng);
+                extractor.preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
+            } else {
+                vec![false; side * side]
+            };
+            let k = [1, 4, 8][rng.random_range(0..3)].min(spec.references);
+            let chosen: Vec<usize> = (0..k).map(|_| rng.random_range(0..spec.references)).collect();
+            let (v1, v2) = (jitter(&image, &mut rng), jitter(&image, &mut rng));
+            let (f1, f2) = (extractor.features(&v1)?, extractor.features(&v2)?);
+            let levels = (0..f1.len())
+                .map(|l| {
+                    let bank = ReferenceBank::from_maps(chosen.iter().map(|&j| &refs[j][l]));
+                    let (angle_labels, norm_labels) = cell_labels(&mask, side, f1[l].height, f1[l].width);
+                    LevelSample {
+                        view1: bank.residuals(&f1[l], threads).data,
+                        view2: bank.residuals(&f2[l], threads).data,
+                        angle_labels,
+                        norm_labels,
+                    }
+                })
+                .collect();
+            samples.push(Sample { levels });
+        }
+    }
+    Ok(samples)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_labels_follow_the_two_official_rules() {
+        // 8×8 mask, 2×2 cells of 4×4: cell (0,0) has 3 of 16 anomalous pixels (> 1/6 → angle),
+        // but its top-left pixel is normal; cell (1,1) has only its top-left pixel anomalous.
+        let side = 8;
+        let mut mask = vec![false; 64];
+        mask[8 + 1] = true;
+        mask[8 + 2] = true;
+        mask[16 + 1] = true;
+        mask[4 * 8 + 4] = true;
+        let (angle, norm) = cell_labels(&mask, side, 2, 2);
+        assert_eq!(angle, vec![true, false, false, false]);
+        assert_eq!(norm, vec![false, false, false, true]);
+    }
+}

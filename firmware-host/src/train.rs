@@ -1,0 +1,228 @@
+//! Pretraining the per-level projectors on residual samples: ADPretrain's losses, Adam with
+//! coupled weight decay, the learning rate × 0.1 at 70 % and 90 % of the epochs, batches without
+//! any anomalous patch skipped, deterministic for a seed.
+
+use burn::module::Module;
+use burn::optim::{decay::WeightDecayConfig, AdamConfig, GradientsParams};
+use burn::prelude::*;
+use rand::{rngs::StdRng, seq::SliceRandom, SeedableRng};
+
+use crate::corpus::Sample;
+use crate::losses::{angle_loss, norm_loss, LossVariant, NormStats};
+use crate::projector::{LevelProjector, ProjectorSize};
+
+/// The projectors of every level, trained together.
+#[derive(Module, Debug)]
+pub struct Projectors {
+    /// One per backbone level.
+    pub levels: Vec<LevelProjector>,
+}
+
+/// Training settings; defaults are the official code's where it has one.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainSettings {
+    /// Epochs over the samples.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f32,
+    /// Which loss formulation.
+    pub variant: LossVariant,
+    /// At most this many anchors per class (normal, anomalous) per level in the angle loss, drawn
+    /// at random: its similarity matrix is quadratic in the anchors.
+    pub max_anchors: usize,
+    /// Seed for shuffling and anchor draws.
+    pub seed: u64,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch: 8,
+            lr: 1e-4,
+            weight_decay: 5e-4,
+            variant: LossVariant::Official,
+            max_anchors: 384,
+            seed: 42,
+        }
+    }
+}
+
+/// What training measured.
+#[derive(Clone, Debug, Default)]
+pub struct TrainReport {
+    /// Mean loss per epoch.
+    pub epoch_loss: Vec<f32>,
+    /// Steps skipped for having no anomalous patch.
+    pub skipped: usize,
+    /// Per level, the last epoch's mean norm statistics (the radius statistics for the model
+    /// calibration).
+    pub radius: Vec<NormStats>,
+}
+
+/// The normal centre of each level: the mean raw residual over normal patches (spec §8).
+pub fn centers(samples: &[Sample], channels: &[usize]) -> Vec<Vec<f32>> {
+    channels
+        .iter()
+        .enumerate()
+        .map(|(l, &c)| {
+            let mut sum = vec![0.0f64; c];
+            let mut n = 0usize;
+            for s in samples {
+                let ls = &s.levels[l];
+                for (row, label) in ls.view1.chunks_exact(c).zip(&ls.angle_labels) {
+                    if !label {
+                        sum.iter_mut().zip(row).for_each(|(a, v)| *a += *v as f64);
+                        n += 1;
+                    }
+                }
+            }
+            sum.into_iter().map(|v| (v / n.max(1) as f64) as f32).collect()
+        })
+        .collect()
+}
+
+/// Learning rate of `epoch` (0-based): × 0.1 from 70 % and again from 90 % of the epochs.
+pub fn lr_at(base: f64, epoch: usize, epochs: usize) -> f64 {
+    let f = epoch as f64 / epochs.max(1) as f64;
+    base * if f >= 0.9 {
+        0.01
+    } else if f >= 0.7 {
+        0.1
+    } else {
+        1.0
+    }
+}
+
+/// Trains projectors of `sizes` on `samples`; `progress(epoch, step, loss)` after each step.
+pub fn train(
+    samples: &[Sample],
+    sizes: &[ProjectorSize],
+    settings: &TrainSettings,
+    device: &Device,
+    progress: &dyn Fn(usize, usize, f32),
+) -> (Projectors, TrainReport) {
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    device.seed(settings.seed);
+    let mut model = Projectors { levels: sizes.iter().map(|s| LevelProjector::new(*s, device)).collect() };
+    let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(settings.weight_decay))).init();
+    let channels: Vec<usize> = sizes.iter().map(|s| s.channels).collect();
+    let centers: Vec<Tensor<1>> = centers(samples, &channels)
+        .into_iter()
+        .map(|c| Tensor::from_data(TensorData::new(c.clone(), [c.len()]), device))
+        .collect();
+    let mut report = TrainReport::default();
+    let mut order: Vec<usize> = (0..samples.len()).collect();
+    for epoch in 0..settings.epochs {
+        order.shuffle(&mut rng);
+        let lr = lr_at(settings.lr, epoch, settings.epochs);
+        let (mut total, mut steps) = (0.0f32, 0usize);
+        let mut radius: Vec<Vec<NormStats>> = vec![Vec::new(); sizes.len()];
+        for (step, batch) in order.chunks(settings.batch).enumerate() {
+            if !batch.iter().any(|&i| samples[i].levels.iter().any(|l| l.norm_labels.iter().any(|v| *v))) {
+                report.skipped += 1;
+                continue;
+            }
+            let mut loss: Option<Tensor<1>> = None;
+            for (l, proj) in model.levels.iter().enumerate() {
+                let c = channels[l];
+                let n = samples[batch[0]].levels[l].angle_labels.len();
+                let stack = |pick: &dyn Fn(&Sample) -> &Vec<f32>| {
+                    let data: Vec<f32> = batch.iter().flat_map(|&i| pick(&samples[i]).iter().copied()).collect();
+                    Tensor::<3>::from_data(TensorData::new(data, [batch.len(), n, c]), device)
+                };
+                let e1 = proj.forward(stack(&|s| &s.levels[l].view1)).reshape([batch.len() * n, c]);
+                let e2 = proj.forward(stack(&|s| &s.levels[l].view2)).reshape([batch.len() * n, c]);
+                let angle: Vec<bool> = batch.iter().flat_map(|&i| samples[i].levels[l].angle_labels.clone()).collect();
+                let norm: Vec<bool> = batch.iter().flat_map(|&i| samples[i].levels[l].norm_labels.clone()).collect();
+                let mut pick = |want: bool| {
+                    let mut idx: Vec<usize> = (0..angle.len()).filter(|&i| angle[i] == want).collect();
+                    idx.shuffle(&mut rng);
+                    idx.truncate(settings.max_anchors);
+                    idx
+                };
+                let mut anchors = pick(false);
+                anchors.extend(pick(true));
+                let anchor_labels: Vec<bool> = anchors.iter().map(|&i| angle[i]).collect();
+                let index = Tensor::<1, Int>::from_data(
+                    TensorData::new(anchors.iter().map(|&i| i as i64).collect::<Vec<_>>(), [anchors.len()]),
+                    device,
+                );
+                let a = angle_loss(
+                    e1.clone().select(0, index.clone()),
+                    e2.clone().select(0, index),
+                    &anchor_labels,
+                    centers[l].clone(),
+                    settings.variant,
+                );
+                let (n1, s1) = norm_loss(e1, &norm, settings.variant);
+                let (n2, _) = norm_loss(e2, &norm, settings.variant);
+                radius[l].push(s1);
+                let level_loss = match a {
+                    Some(a) => a + n1 + n2,
+                    None => n1 + n2,
+                };
+                loss = Some(match loss {
+                    Some(t) => t + level_loss,
+                    None => level_loss,
+                });
+            }
+            let Some(loss) = loss else { continue };
+            let value = loss.clone().into_data().convert::<f32>().try_to_vec::<f32>().map(|v| v[0]).unwrap_or(f32::NAN);
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            total += value;
+            steps += 1;
+            progress(epoch, step, value);
+        }
+        report.epoch_loss.push(total / steps.max(1) as f32);
+        report.radius = radius
+            .iter()
+            .map(|r| {
+                let n = r.len().max(1) as f32;
+                let mean = |f: &dyn Fn(&NormStats) -> f32| r.iter().map(f).filter(|v| v.is_finite()).sum::<f32>() / n;
+                NormStats {
+                    r_max: mean(&|s| s.r_max),
+                    normal_mean: mean(&|s| s.normal_mean),
+                    normal_max: r.iter().map(|s| s.normal_max).fold(f32::NEG_INFINITY, f32::max),
+                    anomalous_min: r
+                        .iter()
+                        .map(|s| s.anomalous_min)
+                        .filter(|v| v.is_finite())
+                        .fold(f32::INFINITY, f32::min),
+                }
+            })
+            .collect();
+    }
+    (model, report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::LevelSample;
+
+    #[test]
+    fn learning_rate_drops_tenfold_at_70_and_90_percent() {
+        let lrs: Vec<f64> = (0..10).map(|e| lr_at(1e-4, e, 10)).collect();
+        assert_eq!(&lrs[..7], &[1e-4; 7]);
+        assert!((lrs[7] - 1e-5).abs() < 1e-12 && (lrs[8] - 1e-5).abs() < 1e-12);
+        assert!((lrs[9] - 1e-6).abs() < 1e-12);
+    }
+
+    #[test]
+    fn centre_is_the_mean_of_normal_patches_only() {
+        let level = LevelSample {
+            view1: vec![1.0, 2.0, 3.0, 4.0, 100.0, 100.0],
+            view2: vec![0.0; 6],
+            angle_labels: vec![false, false, true],
+            norm_labels: vec![false, false, true],
+        };
+        let c = centers(&[Sample { levels: vec![level] }], &[2]);
+        assert_eq!(c, vec![vec![2.0, 3.0]]);
+    }
+}
