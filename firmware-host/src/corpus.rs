@@ -83,7 +83,7 @@ pub fn synthetic_samples(
     threads: usize,
     progress: &dyn Fn(),
 ) -> edge_ad::Result<Vec<Sample>> {
-    let side = extractor.preprocessor().working_side() as usize;
+    let side = extractor.working_side() as usize;
     let mut samples = Vec::new();
     for (t, texture) in textures.iter().enumerate() {
         let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(7919).wrapping_add(t as u64));

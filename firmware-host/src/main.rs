@@ -12,12 +12,12 @@ use burn::prelude::Device;
 use clap::{Parser, Subcommand, ValueEnum};
 use edge_ad::model::Model;
 use edge_ad::pipeline::Extractor;
+use edge_ad::progress::bar;
 use edge_ad_host::corpus::{self, CorpusSpec};
 use edge_ad_host::losses::LossVariant;
 use edge_ad_host::onnx_export::export_level;
 use edge_ad_host::projector::ProjectorSize;
 use edge_ad_host::train::{self, TrainSettings};
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// Companion host tool for edge-ad boxes.
 #[derive(Parser)]
@@ -82,17 +82,6 @@ enum LossArg {
 enum SizeArg {
     Edge,
     Paper,
-}
-
-fn bar(len: u64, prefix: &str) -> ProgressBar {
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    b.set_prefix(prefix.to_string());
-    b
 }
 
 #[allow(clippy::too_many_arguments)]

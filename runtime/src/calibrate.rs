@@ -126,7 +126,7 @@ pub fn calibrate(
     if !(settings.margin.is_finite() && settings.margin >= 0.0) {
         return Err(Error::Invalid(format!("margin must be zero or positive, got {}", settings.margin)));
     }
-    let working_side = extractor.preprocessor().working_side();
+    let working_side = extractor.working_side();
     let resize_side = extractor.preprocessor().resize_side();
     let mut originals = Vec::with_capacity(shots.len());
     let mut variants: Vec<Vec<Vec<FeatureMap>>> = Vec::with_capacity(shots.len());

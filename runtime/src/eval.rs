@@ -115,6 +115,7 @@ pub fn evaluate_category(
     let n = category.test.len();
     let mut scores = Vec::with_capacity(n);
     let mut labels = Vec::with_capacity(n);
+    let mut verdicts = Vec::with_capacity(n);
     let mut latencies = Vec::with_capacity(n);
     let mut maps: Vec<Vec<f32>> = Vec::with_capacity(n);
     let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n);
@@ -149,13 +150,13 @@ pub fn evaluate_category(
         let verdict = decide(inspection.score, threshold);
         on_scored(Scored { item, score: inspection.score, verdict, latency_ms });
         scores.push(inspection.score);
+        verdicts.push(verdict);
         labels.push(item.defect.is_some());
         latencies.push(latency_ms);
         maps.push(inspector.map().to_vec());
         masks.push(mask);
     }
 
-    let verdicts: Vec<Verdict> = scores.iter().map(|s| decide(*s, threshold)).collect();
     let rate = |defective: bool, wrong: Verdict| {
         let total = labels.iter().filter(|l| **l == defective).count();
         let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();

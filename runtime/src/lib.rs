@@ -20,6 +20,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plots;
 pub mod preprocess;
+pub mod progress;
 pub mod projector;
 pub mod residual;
 pub mod scorer;

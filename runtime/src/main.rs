@@ -15,8 +15,7 @@ use edge_ad::model::Model;
 use edge_ad::output::{self, JsonLines, Record, TextLines, VerdictSink};
 use edge_ad::projector::Projector;
 use edge_ad::source::{self, FileSource, FrameSource};
-use edge_ad::{dataset, synth, Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use edge_ad::{dataset, progress, synth, Error, Result};
 
 /// Inline anomaly detection: calibrate from a few good parts, then OK/NG every part.
 #[derive(Parser)]
@@ -239,17 +238,6 @@ fn sides(model: &Model, c: &CalibArgs) -> (u32, u32) {
     (side, c.resize.unwrap_or(side))
 }
 
-fn spinner(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {wide_msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(what.to_string());
-    bar
-}
-
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -279,7 +267,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
         .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), source::load_image(p)?)))
         .collect::<Result<Vec<_>>>()?;
     let started = Instant::now();
-    let bar = spinner(2 * a.shots as u64, "calibrate");
+    let bar = progress::bar(2 * a.shots as u64, "calibrate");
     let calib = calibrate::calibrate(
         &mut extractor,
         projector.clone(),
@@ -375,7 +363,7 @@ fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
     let names: Vec<String> =
         files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     let mut frames = FileSource::from_files(files);
-    let bar = spinner(frames.remaining().unwrap_or(0) as u64, "run");
+    let bar = progress::bar(frames.remaining().unwrap_or(0) as u64, "run");
     let mut failures = 0usize;
     let mut names = names.into_iter();
     while let Some(frame) = frames.next_frame() {
@@ -464,7 +452,7 @@ fn evaluate(
     let mut reports = Vec::new();
     for name in names {
         let category = dataset::load_category(root, name)?;
-        let bar = spinner((category.test.len() + 2 * shots) as u64, name);
+        let bar = progress::bar((category.test.len() + 2 * shots) as u64, name);
         let (report, curves) = eval::evaluate_category(
             model,
             projector.clone(),

@@ -41,6 +41,11 @@ impl Extractor {
         &mut self.pre
     }
 
+    /// Working side in pixels.
+    pub fn working_side(&self) -> u32 {
+        self.pre.working_side()
+    }
+
     /// The backbone.
     pub fn backbone(&self) -> &Backbone {
         &self.backbone
@@ -208,8 +213,8 @@ impl Inspector {
     }
 
     /// Working side of the maps.
-    pub fn working_side(&mut self) -> u32 {
-        self.extractor.preprocessor().working_side()
+    pub fn working_side(&self) -> u32 {
+        self.extractor.working_side()
     }
 
     /// The extractor (for masks in evaluation).
