@@ -150,6 +150,12 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
         "9 shots asked but the folder holds 6",
     );
     fails(&["calibrate", "--shots", "1", "--source", s(&good), "--out", s(&out)], "at least 2", "shots");
+    fails(
+        &["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--side", "1000000"],
+        "1000000",
+        "maximum",
+    );
+    fails(&["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--side", "100"], "100", "stride");
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     fails(&["calibrate", "--shots", "2", "--source", s(&empty), "--out", s(&out)], s(&empty), "no PNG, JPEG or BMP");
@@ -265,4 +271,43 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
     // The same calibration with the identity projector is refused: it was made with another model.
     let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good)]);
     assert!(!r.ok && r.stderr.contains("projector"), "{}", r.stderr);
+}
+
+#[test]
+fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
+    // A calibration that passes its checksum and its own consistency checks, but whose banks do
+    // not fit the model at its working side.
+    use edge_ad::formats::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = edge_ad::model::Model::embedded_default().unwrap();
+    let level = |c: u32, h: u32| ReferenceLevel {
+        output: Name::try_from("x").unwrap(),
+        channels: c,
+        height: h,
+        width: h,
+        shots: 2,
+        features: vec![0.5; (2 * h * h * c) as usize],
+    };
+    let calib = SiteCalibration {
+        model: ModelIdentity { backbone_sha256: model.manifest.sha256, projector_sha256: None },
+        scorer: ScorerKind::FeatureNorm,
+        resize_side: 1 << 20,
+        working_side: 1 << 20,
+        shot_names: vec![Name::try_from("a").unwrap(), Name::try_from("b").unwrap()],
+        levels: vec![level(40, 2), level(112, 1)],
+        threshold: Threshold {
+            value: 1.0,
+            base: 1.0,
+            margin: 0.0,
+            sensitivity: 1.0,
+            stats: ScoreStats { scores: vec![1.0], min: 1.0, max: 1.0, mean: 1.0, std: 0.0 },
+        },
+        created_unix_s: 0,
+    };
+    let path = tmp.path().join("odd.calib");
+    std::fs::write(&path, encode(&calib).unwrap()).unwrap();
+    let good = tmp.path().join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    image::RgbImage::new(64, 64).save(good.join("a.png")).unwrap();
+    fails(&["run", "--calibration", s(&path), "--source", s(&good)], "odd.calib", "calibration level 0 is 40×2×2");
 }

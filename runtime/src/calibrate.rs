@@ -224,8 +224,9 @@ pub fn inspector(
             show(expected.projector_sha256)
         )));
     }
-    let extractor = Extractor::new(model, calib.resize_side, calib.working_side)?;
-    let shapes = extractor.backbone().level_shapes().to_vec();
+    // Shapes first, from the manifest alone: a calibration's sizes are checked before any buffer
+    // is sized from them.
+    let shapes = crate::backbone::expected_shapes(&model.manifest, calib.working_side);
     if shapes.len() != calib.levels.len() {
         return Err(bad(format!("calibration has {} levels, the model {}", calib.levels.len(), shapes.len())));
     }
@@ -237,6 +238,7 @@ pub fn inspector(
             )));
         }
     }
+    let extractor = Extractor::new(model, calib.resize_side, calib.working_side)?;
     let shots: Vec<Vec<FeatureMap>> = (0..calib.shot_names.len())
         .map(|k| {
             calib

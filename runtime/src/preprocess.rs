@@ -7,6 +7,9 @@ use image::{GrayImage, RgbImage};
 
 use crate::error::{Error, Result};
 
+/// Largest working side accepted (buffers are sized from it before anything runs).
+pub const MAX_WORKING_SIDE: u32 = 4096;
+
 /// Where the working square lies in the source image, in source pixels.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CropGeometry {
@@ -53,6 +56,11 @@ impl Preprocessor {
     /// A preprocessor for `manifest` that resizes the shorter side to `resize_side` and crops
     /// `working_side` (a multiple of every level's stride).
     pub fn new(manifest: &ModelManifest, resize_side: u32, working_side: u32) -> Result<Self> {
+        if working_side > MAX_WORKING_SIDE {
+            return Err(Error::Invalid(format!(
+                "working side {working_side} is larger than the {MAX_WORKING_SIDE}-pixel maximum"
+            )));
+        }
         if working_side == 0 || resize_side < working_side {
             return Err(Error::Invalid(format!(
                 "resize side {resize_side} must be at least the working side {working_side} (> 0)"
