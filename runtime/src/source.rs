@@ -100,3 +100,36 @@ impl FrameSource for FileSource {
         Some(self.files.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn png_jpeg_bmp_grey_and_16_bit_all_load_as_rgb() {
+        let dir = std::env::temp_dir().join(format!("edge-ad-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rgb = RgbImage::from_fn(40, 36, |x, y| image::Rgb([x as u8 * 6, y as u8 * 7, 128]));
+        rgb.save(dir.join("a.png")).unwrap();
+        rgb.save(dir.join("b.JPG")).unwrap();
+        rgb.save(dir.join("c.bmp")).unwrap();
+        image::GrayImage::from_pixel(40, 36, image::Luma([90])).save(dir.join("d.png")).unwrap();
+        image::ImageBuffer::<image::Luma<u16>, _>::from_pixel(40, 36, image::Luma([65535u16]))
+            .save(dir.join("e.png"))
+            .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not an image, skipped").unwrap();
+        let files = image_files(&dir).unwrap();
+        let names: Vec<_> = files.iter().map(|p| p.file_name().unwrap().to_str().unwrap().to_string()).collect();
+        assert_eq!(names, ["a.png", "b.JPG", "c.bmp", "d.png", "e.png"]);
+        let loaded: Vec<RgbImage> = files.iter().map(|p| load_image(p).unwrap()).collect();
+        assert!(loaded.iter().all(|i| i.dimensions() == (40, 36)));
+        assert_eq!(loaded[0], rgb);
+        assert_eq!(loaded[2], rgb, "BMP is lossless");
+        let jpeg_err: i32 =
+            loaded[1].pixels().zip(rgb.pixels()).map(|(a, b)| (a[0] as i32 - b[0] as i32).abs()).max().unwrap();
+        assert!(jpeg_err < 40, "JPEG decodes close to the original ({jpeg_err})");
+        assert_eq!(loaded[3].get_pixel(5, 5).0, [90, 90, 90]);
+        assert_eq!(loaded[4].get_pixel(5, 5).0, [255, 255, 255]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
