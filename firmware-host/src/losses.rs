@@ -109,7 +109,7 @@ pub fn norm_loss(x: Tensor<2>, labels: &[bool], variant: LossVariant) -> (Tensor
         LossVariant::Official => (sq.sqrt() + 1.0).sqrt() - 1.0,
         LossVariant::Paper => (sq + 1.0).sqrt() - 1.0,
     };
-    let values: Vec<f32> = a.clone().into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 data");
+    let values = crate::projector::tensor_values(a.clone());
     let anomalous_min = values.iter().zip(labels).filter(|(_, l)| **l).map(|(v, _)| *v).fold(f32::INFINITY, f32::min);
     let (r_max, r_min) = match variant {
         LossVariant::Official => {

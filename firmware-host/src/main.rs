@@ -142,10 +142,7 @@ fn pretrain(
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
     for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
         let path = out.join(format!("{}.onnx", level.output));
-        let tmp = path.with_extension("onnx.tmp");
-        std::fs::write(&tmp, export_level(p))
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        edge_ad::output::write_atomic(&path, &export_level(p))?;
     }
     println!(
         "pretrained on {} samples ({} textures) in {:.1} s features + {:.1} s training; loss per epoch {:?}; {} steps skipped",

@@ -83,8 +83,6 @@ pub fn write_manifest(spec: &Path, out: &Path) -> Result<()> {
         bail!("{}: {why}", spec.display());
     }
     let bytes = edge_ad_calib::encode(&manifest).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    let tmp = out.with_extension("tmp");
-    std::fs::write(&tmp, &bytes).with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("{}: cannot write", out.display()))?;
+    edge_ad::output::write_atomic(out, &bytes)?;
     Ok(())
 }

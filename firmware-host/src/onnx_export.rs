@@ -7,11 +7,10 @@
 //! `ref_proj`, `k` and `v` become constant per-head key and value tensors, and the attention
 //! scale 1/√d is folded into the query projection.
 
-use burn::prelude::*;
 use prost::Message;
 use tract_onnx::pb;
 
-use crate::projector::LevelProjector;
+use crate::projector::{tensor_values, LevelProjector};
 
 const FLOAT: i32 = 1;
 const INT64: i32 = 7;
@@ -84,22 +83,18 @@ impl GraphBuilder {
     fn linear(&mut self, x: &str, l: &burn::nn::Linear, scale: f32) -> String {
         let w = l.weight.val();
         let [i, o] = w.dims();
-        let wd: Vec<f32> = values(w).into_iter().map(|v| v * scale).collect();
+        let wd: Vec<f32> = tensor_values(w).into_iter().map(|v| v * scale).collect();
         let w = self.constant("w", &[i, o], wd);
         let mm = self.node("MatMul", &[x, &w], vec![]);
         match &l.bias {
             Some(b) => {
-                let bd: Vec<f32> = values(b.val()).into_iter().map(|v| v * scale).collect();
+                let bd: Vec<f32> = tensor_values(b.val()).into_iter().map(|v| v * scale).collect();
                 let b = self.constant("b", &[o], bd);
                 self.node("Add", &[&mm, &b], vec![])
             }
             None => mm,
         }
     }
-}
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 tensor data")
 }
 
 fn tensor_type(dims: Vec<pb::tensor_shape_proto::dimension::Value>) -> pb::TypeProto {
@@ -126,8 +121,8 @@ pub fn export_level(p: &LevelProjector) -> Vec<u8> {
 
     // Constant keys and values, laid out per head: K as [h, dh, N], V as [h, N, dh].
     let kv = p.ref_proj.forward(p.refs.val());
-    let k = values(p.k.forward(kv.clone()));
-    let v = values(p.v.forward(kv));
+    let k = tensor_values(p.k.forward(kv.clone()));
+    let v = tensor_values(p.v.forward(kv));
     let mut kt = vec![0.0f32; h * dh * n];
     let mut vh = vec![0.0f32; h * n * dh];
     for row in 0..n {

@@ -12,6 +12,11 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, sigmoid, softmax};
 use burn::tensor::Distribution;
 
+/// A tensor's values as f32, row-major.
+pub fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("a float tensor converts to f32")
+}
+
 /// Sizes of one level's projector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProjectorSize {

@@ -172,7 +172,7 @@ pub fn train(
                 });
             }
             let Some(loss) = loss else { continue };
-            let value = loss.clone().into_data().convert::<f32>().try_to_vec::<f32>().map(|v| v[0]).unwrap_or(f32::NAN);
+            let value = crate::projector::tensor_values(loss.clone()).first().copied().unwrap_or(f32::NAN);
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             total += value;

@@ -63,6 +63,16 @@ pub fn variations(image: &RgbImage) -> Vec<RgbImage> {
     vec![gain(0.92), gain(1.08), crop(0, 0), crop(w - cw, h - ch)]
 }
 
+/// Every item but the `skip`-th.
+fn all_but<'a>(items: &[&'a [FeatureMap]], skip: usize) -> Vec<&'a [FeatureMap]> {
+    items.iter().enumerate().filter(|(i, _)| *i != skip).map(|(_, s)| *s).collect()
+}
+
+/// One reference bank per level over `shots` (each one map per level).
+fn banks_of(shots: &[&[FeatureMap]]) -> Vec<ReferenceBank> {
+    (0..shots[0].len()).map(|l| ReferenceBank::from_maps(shots.iter().map(|s| &s[l]))).collect()
+}
+
 /// Scoring against a bank of `shots` (each one map per level), with the scorer fitted on the
 /// shots' leave-one-out projected residuals.
 pub fn fit_scoring(
@@ -72,19 +82,15 @@ pub fn fit_scoring(
     working_side: usize,
     threads: usize,
 ) -> Result<FeatureScorer> {
-    let levels = shots[0].len();
-    let banks: Vec<ReferenceBank> =
-        (0..levels).map(|l| ReferenceBank::from_maps(shots.iter().map(|s| &s[l]))).collect();
+    let banks = banks_of(shots);
     let shapes: Vec<(usize, usize, usize)> = shots[0].iter().map(|m| (m.channels, m.height, m.width)).collect();
     let samples = if kind == ScorerKind::FeatureNorm || shots.len() < 2 {
         Vec::new()
     } else {
         (0..shots.len())
             .map(|j| {
-                let others: Vec<&[FeatureMap]> =
-                    shots.iter().enumerate().filter(|(i, _)| *i != j).map(|(_, s)| *s).collect();
                 let loo = FeatureScorer::new(
-                    (0..levels).map(|l| ReferenceBank::from_maps(others.iter().map(|s| &s[l]))).collect(),
+                    banks_of(&all_but(shots, j)),
                     projector.clone(),
                     Box::new(scorer::FeatureNorm),
                     &shapes,
@@ -143,12 +149,16 @@ pub fn calibrate(
         variants.push(v);
     }
     let mut scores = Vec::new();
+    let all: Vec<&[FeatureMap]> = originals.iter().map(|s| s.as_slice()).collect();
     for i in 0..shots.len() {
         progress(&format!("leave-one-out {}", shots[i].0));
-        let others: Vec<&[FeatureMap]> =
-            originals.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, s)| s.as_slice()).collect();
-        let mut scoring =
-            fit_scoring(&others, projector.clone(), settings.scorer, working_side as usize, settings.threads)?;
+        let mut scoring = fit_scoring(
+            &all_but(&all, i),
+            projector.clone(),
+            settings.scorer,
+            working_side as usize,
+            settings.threads,
+        )?;
         for v in &variants[i] {
             let s = scoring.score(v, &mut StageTimes::default())?;
             if !s.is_finite() {

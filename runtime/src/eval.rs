@@ -94,10 +94,7 @@ pub fn evaluate_category(
     }
     let started = Instant::now();
     let mut extractor = Extractor::new(model, resize_side, working_side)?;
-    let shot_images = category.train_good[..shots]
-        .iter()
-        .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), load_image(p)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let shot_images = crate::source::load_named(&category.train_good[..shots])?;
     let calib = calibrate::calibrate(
         &mut extractor,
         projector.clone(),

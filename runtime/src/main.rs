@@ -242,15 +242,6 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename, so a failure leaves nothing.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
 fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
     let files = source::image_files(&a.source)?;
     if a.shots > files.len() {
@@ -262,10 +253,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     let (side, resize) = sides(model, &a.calib);
     let projector = load_projector(model, &a.path, side)?;
     let mut extractor = edge_ad::pipeline::Extractor::new(model, resize, side)?;
-    let shots = files[..a.shots]
-        .iter()
-        .map(|p| Ok((p.file_name().unwrap_or_default().to_string_lossy().into_owned(), source::load_image(p)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let shots = source::load_named(&files[..a.shots])?;
     let started = Instant::now();
     let bar = progress::bar(2 * a.shots as u64, "calibrate");
     let calib = calibrate::calibrate(
@@ -282,7 +270,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     )?;
     bar.finish_and_clear();
     let bytes = edge_ad::formats::encode(&calib).map_err(|e| Error::bad_file(&a.out, e))?;
-    write_atomic(&a.out, &bytes)?;
+    output::write_atomic(&a.out, &bytes)?;
     let t = &calib.threshold;
     if a.json {
         let summary = serde_json::json!({
@@ -360,8 +348,7 @@ fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
     } else {
         Box::new(TextLines(std::io::stdout().lock()))
     };
-    let names: Vec<String> =
-        files.iter().map(|p| p.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = files.iter().map(|p| source::file_name(p)).collect();
     let mut frames = FileSource::from_files(files);
     let bar = progress::bar(frames.remaining().unwrap_or(0) as u64, "run");
     let mut failures = 0usize;

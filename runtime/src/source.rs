@@ -72,6 +72,16 @@ pub fn load_image(path: &Path) -> Result<RgbImage> {
     Ok(rgb)
 }
 
+/// Loads each file as (file name, image), in order; the first unreadable one is the error.
+pub fn load_named(paths: &[PathBuf]) -> Result<Vec<(String, RgbImage)>> {
+    paths.iter().map(|p| Ok((file_name(p), load_image(p)?))).collect()
+}
+
+/// The file name of `path` as a string (lossy), for records and calibrations.
+pub fn file_name(path: &Path) -> String {
+    path.file_name().unwrap_or_default().to_string_lossy().into_owned()
+}
+
 /// Frames from a fixed list of files, in list order.
 pub struct FileSource {
     files: std::vec::IntoIter<PathBuf>,
@@ -92,7 +102,7 @@ impl FileSource {
 impl FrameSource for FileSource {
     fn next_frame(&mut self) -> Option<Result<Frame>> {
         let path = self.files.next()?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file_name(&path);
         Some(load_image(&path).map(|image| Frame { name, path: Some(path), image }))
     }
 
