@@ -114,8 +114,9 @@ pub fn evaluate_category(
     let mut labels = Vec::with_capacity(n);
     let mut verdicts = Vec::with_capacity(n);
     let mut latencies = Vec::with_capacity(n);
-    let mut maps: Vec<Vec<f32>> = Vec::with_capacity(n);
-    let mut masks: Vec<Vec<bool>> = Vec::with_capacity(n);
+    // Maps and masks of all test images, one after another (side² values each).
+    let mut maps: Vec<f32> = Vec::with_capacity(n * side * side);
+    let mut masks: Vec<bool> = Vec::with_capacity(n * side * side);
     for item in &category.test {
         progress(&item.path.display().to_string());
         let image = load_image(&item.path)?;
@@ -150,8 +151,8 @@ pub fn evaluate_category(
         verdicts.push(verdict);
         labels.push(item.defect.is_some());
         latencies.push(latency_ms);
-        maps.push(inspector.map().to_vec());
-        masks.push(mask);
+        maps.extend_from_slice(inspector.map());
+        masks.extend(mask);
     }
 
     let rate = |defective: bool, wrong: Verdict| {
@@ -159,16 +160,14 @@ pub fn evaluate_category(
         let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();
         (total > 0).then(|| bad as f64 / total as f64)
     };
-    let flat_maps: Vec<f32> = maps.iter().flatten().copied().collect();
-    let flat_masks: Vec<bool> = masks.iter().flatten().copied().collect();
-    let map_refs: Vec<&[f32]> = maps.iter().map(|m| m.as_slice()).collect();
-    let mask_refs: Vec<&[bool]> = masks.iter().map(|m| m.as_slice()).collect();
+    let map_refs: Vec<&[f32]> = maps.chunks_exact(side * side).collect();
+    let mask_refs: Vec<&[bool]> = masks.chunks_exact(side * side).collect();
     let pro = metrics::pro_curve(&map_refs, &mask_refs, side);
     let (median, p95) = metrics::median_p95(&latencies);
     let report = CategoryReport {
         category: category.name.clone(),
         image_auroc: metrics::auroc(&scores, &labels),
-        pixel_auroc: metrics::auroc(&flat_maps, &flat_masks),
+        pixel_auroc: metrics::auroc(&maps, &masks),
         aupro: pro.as_ref().map(|c| metrics::area_to(c, 0.3) / 0.3),
         threshold: threshold as f64,
         escape_rate: rate(true, Verdict::Ok),
