@@ -14,6 +14,7 @@ pub mod dataset;
 pub mod decision;
 pub mod error;
 pub mod eval;
+pub mod handshake;
 pub mod metrics;
 pub mod model;
 pub mod output;
