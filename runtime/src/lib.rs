@@ -10,6 +10,7 @@
 pub mod anomaly_map;
 pub mod backbone;
 pub mod calibrate;
+pub mod config;
 pub mod dataset;
 pub mod decision;
 pub mod error;
