@@ -10,11 +10,15 @@
 pub mod anomaly_map;
 pub mod backbone;
 pub mod calibrate;
+#[cfg(target_os = "linux")]
+pub mod camera;
 pub mod config;
 pub mod dataset;
 pub mod decision;
 pub mod error;
 pub mod eval;
+#[cfg(target_os = "linux")]
+pub mod gpio;
 pub mod handshake;
 pub mod metrics;
 pub mod model;

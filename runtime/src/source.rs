@@ -20,12 +20,25 @@ pub struct Frame {
     pub image: RgbImage,
 }
 
-/// Something that yields frames one after another.
+/// Whether a source can give frames right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceHealth {
+    /// Frames can be asked for.
+    Ok,
+    /// The source is gone (a camera unplugged or silent), with the reason.
+    Lost(String),
+}
+
+/// Something that yields frames one after another: files, a folder, a camera.
 pub trait FrameSource {
     /// The next frame; `None` when the source is exhausted.
     fn next_frame(&mut self) -> Option<Result<Frame>>;
     /// How many frames remain, when known (for progress bars).
     fn remaining(&self) -> Option<usize>;
+    /// Whether frames can be asked for now (files always can; a camera may be lost).
+    fn health(&self) -> SourceHealth {
+        SourceHealth::Ok
+    }
 }
 
 /// Whether `path` has an image extension this runtime decodes (PNG, JPEG, BMP).
