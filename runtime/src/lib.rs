@@ -8,11 +8,13 @@
 #![deny(unsafe_code)]
 
 pub mod anomaly_map;
+pub mod archive;
 pub mod backbone;
 pub mod calibrate;
 #[cfg(target_os = "linux")]
 pub mod camera;
 pub mod config;
+pub mod counters;
 pub mod dataset;
 pub mod decision;
 pub mod error;
@@ -23,6 +25,7 @@ pub mod handshake;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod overlay;
 pub mod pipeline;
 pub mod plots;
 pub mod preprocess;
