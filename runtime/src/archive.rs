@@ -72,6 +72,11 @@ impl Archive {
         }
     }
 
+    /// The dropped-entries count, shared (to read it after the archive moved to another thread).
+    pub fn dropped_handle(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
+
     /// Entries dropped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)

@@ -207,6 +207,12 @@ pub fn identity(model: &Model, projector: &Projector) -> ModelIdentity {
     ModelIdentity { backbone_sha256: model.manifest.sha256, projector_sha256: projector.identity() }
 }
 
+/// Reads a site calibration file; a missing, corrupt or foreign file is an error naming it.
+pub fn read_calibration(path: &std::path::Path) -> Result<SiteCalibration> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))
+}
+
 /// Rebuilds the frame path a calibration describes. Refuses a calibration made with another
 /// model or projector, or whose banks do not fit the model's levels.
 pub fn inspector(

@@ -33,8 +33,11 @@ pub mod progress;
 pub mod projector;
 pub mod residual;
 pub mod scorer;
+#[cfg(target_os = "linux")]
+pub mod serve;
 pub mod source;
 pub mod synth;
+pub mod trigger;
 
 pub use edge_ad_calib as formats;
 pub use error::{Error, Result};

@@ -8,9 +8,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use edge_ad::calibrate::{self, CalibrationSettings};
+use edge_ad::config::BoxConfig;
 use edge_ad::decision::{self, decide, Verdict};
 use edge_ad::eval::{self, CategoryReport};
-use edge_ad::formats::{ScorerKind, SiteCalibration};
+use edge_ad::formats::ScorerKind;
 use edge_ad::model::Model;
 use edge_ad::output::{self, JsonLines, Record, TextLines, VerdictSink};
 use edge_ad::projector::Projector;
@@ -45,6 +46,27 @@ enum Command {
     /// Generate a small dataset of textured parts with painted defects, calibrate on 4 good ones,
     /// score the rest and print verdicts and metrics.
     Demo(DemoArgs),
+    /// Run the box on the line as box.toml says: camera, triggers, PLC lines, archive, counters.
+    Serve(ServeArgs),
+    /// Print the box's counters (triggers, OK, NG, missed, late, errors, latency).
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The box's configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    /// The box's configuration (TOML); the counters file it names is read.
+    #[arg(long)]
+    config: PathBuf,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -97,15 +119,23 @@ struct CalibArgs {
 
 #[derive(Args)]
 struct CalibrateArgs {
-    /// Number of good shots K (the first K images of --source in file-name order).
+    /// Number of good shots K (the first K images of --source in file-name order, or K frames
+    /// from the configured camera).
     #[arg(long)]
     shots: usize,
     /// Folder of good parts.
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    source: Option<PathBuf>,
+    /// The box's configuration: capture the shots from its source, one per trigger, and write
+    /// the calibration it names (the operator's set-up step).
     #[arg(long)]
-    source: PathBuf,
-    /// Calibration file to write.
-    #[arg(long)]
-    out: PathBuf,
+    config: Option<PathBuf>,
+    /// With --config: take each shot on Enter (a line on standard input) instead of a trigger.
+    #[arg(long, requires = "config")]
+    keys: bool,
+    /// Calibration file to write (default with --config: the configuration's model.calibration).
+    #[arg(long, required_unless_present = "config")]
+    out: Option<PathBuf>,
     #[command(flatten)]
     path: PathArgs,
     #[command(flatten)]
@@ -205,6 +235,8 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd_run(&model, threads, a),
         Command::Eval(a) => cmd_eval(&model, threads, a),
         Command::Demo(a) => cmd_demo(&model, threads, a),
+        Command::Serve(a) => cmd_serve(a),
+        Command::Status(a) => cmd_status(a),
     });
     match result {
         Ok(code) => code,
@@ -216,11 +248,8 @@ fn main() -> ExitCode {
 }
 
 fn load_projector(model: &Model, arg: &PathArgs, working_side: u32) -> Result<Arc<Projector>> {
-    if arg.projector == "none" {
-        return Ok(Arc::new(Projector::Identity));
-    }
-    let shapes = edge_ad::backbone::expected_shapes(&model.manifest, working_side);
-    Ok(Arc::new(Projector::from_dir(Path::new(&arg.projector), &model.manifest, &shapes)?))
+    let dir = (arg.projector != "none").then(|| Path::new(&arg.projector));
+    Projector::open(dir, model, working_side)
 }
 
 fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
@@ -242,18 +271,46 @@ fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
-    let files = source::image_files(&a.source)?;
+/// The shots from a folder (the first K by file name) or from the configured camera, and the
+/// calibration file to write.
+fn gather_shots(a: &CalibrateArgs) -> Result<(Vec<(String, image::RgbImage)>, PathBuf)> {
+    if let Some(config_path) = &a.config {
+        let config = BoxConfig::load(config_path)?;
+        let out = a.out.clone().unwrap_or_else(|| config.model.calibration.clone());
+        let mut keep = out.as_os_str().to_owned();
+        keep.push(".shots");
+        #[cfg(target_os = "linux")]
+        return Ok((
+            edge_ad::serve::capture_shots(&config, a.shots, a.keys, Path::new(&keep), &|m| eprintln!("{m}"))?,
+            out,
+        ));
+        #[cfg(not(target_os = "linux"))]
+        return Err(Error::Invalid(format!("{}: capturing shots needs Linux", config_path.display())));
+    }
+    let (Some(dir), Some(out)) = (&a.source, &a.out) else {
+        return Err(Error::Invalid("calibrate needs --source and --out, or --config".into()));
+    };
+    let files = source::image_files(dir)?;
     if a.shots > files.len() {
         return Err(Error::bad_file(
-            &a.source,
+            dir,
             format!("{} shots asked but the folder holds {} images", a.shots, files.len()),
         ));
+    }
+    Ok((source::load_named(&files[..a.shots])?, out.clone()))
+}
+
+fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
+    if a.shots < 2 {
+        return Err(Error::Invalid(format!(
+            "--shots must be at least 2 (each shot is scored against the others), got {}",
+            a.shots
+        )));
     }
     let (side, resize) = sides(model, &a.calib);
     let projector = load_projector(model, &a.path, side)?;
     let mut extractor = edge_ad::pipeline::Extractor::new(model, resize, side)?;
-    let shots = source::load_named(&files[..a.shots])?;
+    let (shots, out) = gather_shots(&a)?;
     let started = Instant::now();
     let bar = progress::bar(2 * a.shots as u64, "calibrate");
     let calib = calibrate::calibrate(
@@ -269,12 +326,12 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
         },
     )?;
     bar.finish_and_clear();
-    let bytes = edge_ad::formats::encode(&calib).map_err(|e| Error::bad_file(&a.out, e))?;
-    output::write_atomic(&a.out, &bytes)?;
+    let bytes = edge_ad::formats::encode(&calib).map_err(|e| Error::bad_file(&out, e))?;
+    output::write_atomic(&out, &bytes)?;
     let t = &calib.threshold;
     if a.json {
         let summary = serde_json::json!({
-            "calibration": a.out.display().to_string(),
+            "calibration": out.display().to_string(),
             "shots": calib.shot_names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
             "scorer": calib.scorer.name(),
             "threshold": t.value,
@@ -285,7 +342,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     } else {
         println!(
             "calibrated {} on {} shots in {:.2} s: threshold {:.4} ({} good scores {:.4}..{:.4}, margin {}, sensitivity {})",
-            a.out.display(),
+            out.display(),
             a.shots,
             started.elapsed().as_secs_f64(),
             t.value,
@@ -299,13 +356,8 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_calibration(path: &Path) -> Result<SiteCalibration> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    edge_ad::formats::decode(&bytes).map_err(|e| Error::bad_file(path, e))
-}
-
 fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
-    let calib = read_calibration(&a.calibration)?;
+    let calib = calibrate::read_calibration(&a.calibration)?;
     if let Some(s) = a.scorer {
         let asked: ScorerKind = s.into();
         if asked != calib.scorer {
@@ -517,5 +569,48 @@ fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
     reports.push(eval::mean_report(&reports));
     println!();
     print_table(&reports);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(target_os = "linux")]
+fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
+    use std::sync::atomic::AtomicBool;
+    let config = BoxConfig::load(&a.config)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| Error::Invalid(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    edge_ad::serve::serve(&config, &a.config, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cmd_serve(a: ServeArgs) -> Result<ExitCode> {
+    Err(Error::Invalid(format!("{}: serve needs Linux (V4L2 and the GPIO character device)", a.config.display())))
+}
+
+fn cmd_status(a: StatusArgs) -> Result<ExitCode> {
+    let config = BoxConfig::load(&a.config)?;
+    let counters = edge_ad::counters::Counters::read(&config.counters.path)?;
+    let s = counters.summary();
+    if a.json {
+        println!("{s}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ms = |k: &str| s["latency_ms"][k].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!("counters since {} (Unix seconds), {}", counters.since_unix, config.counters.path.display());
+    println!(
+        "triggers {}  OK {}  NG {}  missed {}  late {}  errors {}  faults {}  archive dropped {}",
+        counters.triggers,
+        counters.ok,
+        counters.ng,
+        counters.missed,
+        counters.late,
+        counters.errors,
+        counters.faults,
+        counters.archive_dropped
+    );
+    println!("latency ms: min {}  mean {}  p95 {}  max {}", ms("min"), ms("mean"), ms("p95"), ms("max"));
     Ok(ExitCode::SUCCESS)
 }

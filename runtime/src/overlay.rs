@@ -38,16 +38,17 @@ fn heat(t: f32) -> [f32; 3] {
     [r * 255.0, g * 255.0, b * 255.0]
 }
 
-/// The frame with `map` (one value per frame pixel, row-major) blended over it: values are scaled
-/// so that the threshold sits in the middle of the colour range, and the blend grows with the value,
-/// so good areas stay close to the frame. Then the banner and footer.
+/// The frame with `map` (one value per frame pixel, row-major) blended over it, then the banner
+/// and footer. The colour runs from 0.6 × threshold (blue: the typical good surface scores well
+/// above zero with raw residuals) to the threshold (red), and the blend grows with the value so
+/// good areas stay close to the frame.
 pub fn draw(frame: &RgbImage, map: Option<&[f32]>, caption: &Caption<'_>) -> RgbImage {
     let mut out = frame.clone();
     if let Some(map) = map.filter(|m| m.len() == (frame.width() * frame.height()) as usize) {
-        let scale =
-            if caption.threshold.is_finite() && caption.threshold > 0.0 { 0.5 / caption.threshold } else { 0.0 };
+        let thr = caption.threshold;
+        let (low, span) = if thr.is_finite() && thr > 0.0 { (0.6 * thr, 0.4 * thr) } else { (0.0, f32::INFINITY) };
         for (p, &v) in out.pixels_mut().zip(map) {
-            let t = (v * scale).clamp(0.0, 1.0);
+            let t = ((v - low) / span).clamp(0.0, 1.0);
             let alpha = 0.15 + 0.5 * t;
             let c = heat(t);
             for k in 0..3 {

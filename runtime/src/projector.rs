@@ -26,6 +26,13 @@ pub enum Projector {
 }
 
 impl Projector {
+    /// The projector in `dir` for `model`'s levels at `working_side`, or the identity for `None`.
+    pub fn open(dir: Option<&Path>, model: &crate::model::Model, working_side: u32) -> Result<std::sync::Arc<Self>> {
+        let Some(dir) = dir else { return Ok(std::sync::Arc::new(Self::Identity)) };
+        let shapes = crate::backbone::expected_shapes(&model.manifest, working_side);
+        Ok(std::sync::Arc::new(Self::from_dir(dir, &model.manifest, &shapes)?))
+    }
+
     /// The projector files of `dir`: `<level output name>.onnx` for each level of the manifest.
     pub fn level_files(dir: &Path, manifest: &ModelManifest) -> Vec<PathBuf> {
         manifest.levels.iter().map(|l| dir.join(format!("{}.onnx", l.output))).collect()

@@ -95,9 +95,11 @@ pub fn file_name(path: &Path) -> String {
     path.file_name().unwrap_or_default().to_string_lossy().into_owned()
 }
 
-/// Frames from a fixed list of files, in list order.
+/// Frames from a fixed list of files, in list order (optionally starting over at the end).
 pub struct FileSource {
     files: std::vec::IntoIter<PathBuf>,
+    all: Vec<PathBuf>,
+    repeat: bool,
 }
 
 impl FileSource {
@@ -108,19 +110,28 @@ impl FileSource {
 
     /// The given files, in the given order.
     pub fn from_files(files: Vec<PathBuf>) -> Self {
-        Self { files: files.into_iter() }
+        Self { files: files.clone().into_iter(), all: files, repeat: false }
+    }
+
+    /// Starts over at the first file after the last when `repeat` (a replay for dry runs).
+    pub fn repeating(mut self, repeat: bool) -> Self {
+        self.repeat = repeat;
+        self
     }
 }
 
 impl FrameSource for FileSource {
     fn next_frame(&mut self) -> Option<Result<Frame>> {
+        if self.repeat && self.files.len() == 0 {
+            self.files = self.all.clone().into_iter();
+        }
         let path = self.files.next()?;
         let name = file_name(&path);
         Some(load_image(&path).map(|image| Frame { name, path: Some(path), image }))
     }
 
     fn remaining(&self) -> Option<usize> {
-        Some(self.files.len())
+        (!self.repeat).then_some(self.files.len())
     }
 }
 
