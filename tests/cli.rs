@@ -239,7 +239,7 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
 
 #[test]
 fn every_verb_has_help() {
-    for verb in ["calibrate", "run", "eval", "demo"] {
+    for verb in ["calibrate", "run", "eval", "demo", "serve", "status"] {
         let r = edge_ad(&[verb, "--help"]);
         assert!(r.ok && r.stdout.contains("Usage"), "{verb}: {}", r.stderr);
     }

@@ -465,6 +465,13 @@ ok_every = 100
     }
 
     #[test]
+    fn the_shipped_example_reads() {
+        let c = BoxConfig::parse(include_str!("../deploy/box.toml")).unwrap();
+        assert!(matches!(c.source, SourceConfig::Camera(_)));
+        assert_eq!(c.plc.unwrap().lines().len(), 7);
+    }
+
+    #[test]
     fn a_missing_file_names_the_file() {
         let e = BoxConfig::load(Path::new("/nonexistent/box.toml")).unwrap_err().to_string();
         assert!(e.contains("/nonexistent/box.toml"), "{e}");
