@@ -123,7 +123,7 @@ impl FrameSource for Camera {
     fn health(&self) -> SourceHealth {
         match self.shared.slot.lock() {
             Ok(s) => match &s.lost {
-                Some(why) => SourceHealth::Lost(format!("camera {}: {why}", self.device.display())),
+                Some(why) => SourceHealth::Lost(why.clone()),
                 None => SourceHealth::Ok,
             },
             Err(_) => SourceHealth::Lost(format!("camera {}: capture thread failed", self.device.display())),
@@ -210,9 +210,6 @@ fn capture_loop(config: CameraConfig, first: Session, shared: &Shared) {
             Ok(s) => {
                 if let Ok(mut slot) = shared.slot.lock() {
                     slot.format = Some(s.format);
-                    if slot.lost.take().is_some() {
-                        tracing::warn!("camera {}: back", config.device.display());
-                    }
                 }
                 stream(&config, &s, shared)
             }
@@ -257,6 +254,10 @@ fn stream(config: &CameraConfig, session: &Session, shared: &Shared) -> String {
         let Ok(mut slot) = shared.slot.lock() else { return "capture thread failed".into() };
         if slot.stop {
             return String::new();
+        }
+        // Back only once frames flow again: a device that opens but sends nothing stays lost.
+        if slot.lost.take().is_some() {
+            tracing::warn!("camera {name}: back");
         }
         slot.raw.clear();
         slot.raw.extend_from_slice(&buf[..used]);
