@@ -361,6 +361,7 @@ fn run(h: &mut Hil) -> R<()> {
     let silent = v4l2_ctl(&["-d", "/dev/video0", "-c", "percentage_of_dropped_buffers=100"])
         .and_then(|_| h.sim.watch(t0, Duration::from_secs(30), |l| l[5] && !l[0]))
         .and_then(|lost| {
+            let error_at = lost.iter().find(|(_, l)| l[5]).map_or(0, |x| x.0);
             let mut trace = lost;
             for _ in 0..3 {
                 let t1 = h.sim.trigger()?;
@@ -375,7 +376,7 @@ fn run(h: &mut Hil) -> R<()> {
             if !trace.iter().any(|(_, l)| l[6]) {
                 return Err(format!("no MISSED pulse for triggers during the fault: {}", show(&trace)));
             }
-            Ok(format!("ERROR after {:.1} s, 3 triggers, no OK, MISSED pulsed", t0.elapsed().as_secs_f64()))
+            Ok(format!("ERROR {error_at} ms after the frames stopped, then 3 triggers: no OK, MISSED pulsed"))
         });
     h.check("camera silent -> ERROR; no OK after a fault", silent);
 
