@@ -64,6 +64,14 @@ pub enum SourceConfig {
         #[serde(default)]
         repeat: bool,
     },
+    /// The given image files, in the given order, one per trigger.
+    Files {
+        /// The files.
+        paths: Vec<PathBuf>,
+        /// Start again at the first file after the last.
+        #[serde(default)]
+        repeat: bool,
+    },
 }
 
 /// A V4L2 capture device.
@@ -321,6 +329,11 @@ impl BoxConfig {
         }
         if self.model.threads == Some(0) {
             return Err("model.threads must be at least 1".into());
+        }
+        if let SourceConfig::Files { paths, .. } = &self.source {
+            if paths.is_empty() {
+                return Err("source.paths is empty".into());
+            }
         }
         if let SourceConfig::Camera(c) = &self.source {
             if !(32..=8192).contains(&c.width) || !(32..=8192).contains(&c.height) {

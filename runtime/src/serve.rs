@@ -63,6 +63,13 @@ pub fn open_source(config: &SourceConfig) -> Result<Box<dyn FrameSource + Send>>
             let files = crate::source::image_files(path)?;
             Ok(Box::new(FileSource::from_files(files).repeating(*repeat)))
         }
+        SourceConfig::Files { paths, repeat } => {
+            // A missing file is refused at start, not at its trigger.
+            if let Some(p) = paths.iter().find(|p| !p.is_file()) {
+                return Err(Error::bad_file(p, "source.paths names a file that does not exist"));
+            }
+            Ok(Box::new(FileSource::from_files(paths.clone()).repeating(*repeat)))
+        }
     }
 }
 

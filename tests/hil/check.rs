@@ -24,7 +24,9 @@ const MISSED: u32 = 6;
 const TRIGGER: u32 = 8;
 const OUTPUTS: [u32; 7] = [READY, BUSY, VALID, OK, NG, ERROR, MISSED];
 const NAMES: [&str; 7] = ["READY", "BUSY", "VALID", "OK", "NG", "ERROR", "MISSED"];
+const ACK: u32 = 9;
 const PULSE_MS: u64 = 300;
+const FB: &str = "/dev/fb0";
 
 type R<T> = Result<T, String>;
 
@@ -121,6 +123,7 @@ fn pulse(trace: &[(u64, [bool; 7])], i: usize) -> Option<(u64, Option<u64>)> {
 
 struct Hil {
     edge_ad: PathBuf,
+    sim_chip: String,
     sim: Sim,
     work: PathBuf,
     config: PathBuf,
@@ -182,10 +185,15 @@ fn v4l2_ctl(args: &[&str]) -> R<()> {
     }
 }
 
-fn write_config(work: &Path, chip: &str) -> R<PathBuf> {
+/// The box's configuration; `plc_extra` goes into `[plc]`. The overlay goes to /dev/fb0 when
+/// the VM has one.
+fn write_config(work: &Path, chip: &str, plc_extra: &str) -> R<PathBuf> {
     let w = work.display();
+    let display = if Path::new(FB).exists() { format!("display = \"{FB}\"") } else { String::new() };
     let text = format!(
         r#"
+{display}
+
 [model]
 calibration = "{w}/site.calib"
 
@@ -216,6 +224,7 @@ ok_pulse_ms = {PULSE_MS}
 ng_pulse_ms = {PULSE_MS}
 missed_pulse_ms = {PULSE_MS}
 deadline_ms = 120000
+{plc_extra}
 
 [archive]
 dir = "{w}/archive"
@@ -316,6 +325,28 @@ fn run(h: &mut Hil) -> R<()> {
             Ok(format!("OK pulse {w} ms: {t}"))
         }),
     );
+
+    // The overlay reached the framebuffer (vfb, 640x480, 32 bits): the OK banner's green.
+    let shown = (|| {
+        let started = Instant::now();
+        let stride = std::fs::read_to_string("/sys/class/graphics/fb0/stride").map_err(|e| format!("fb0: {e}"))?;
+        let stride: usize = stride.trim().parse().map_err(|_| "fb0 stride")?;
+        loop {
+            let fb = std::fs::read(FB).map_err(|e| format!("{FB}: {e}"))?;
+            let at = 5 * stride + 600 * 4;
+            if fb.get(at..at + 3) == Some(&[60, 150, 0][..]) {
+                return Ok(format!(
+                    "pixel (600, 5) is the OK banner's green after {} ms",
+                    started.elapsed().as_millis()
+                ));
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(format!("pixel (600, 5) is {:?}", fb.get(at..at + 4)));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })();
+    h.check("overlay on the framebuffer (vfb)", shown);
 
     // 4. A changed scene (another test pattern) is NG.
     let changed = v4l2_ctl(&["-d", "/dev/video0", "-c", "test_pattern=6"]).and_then(|_| inspect_once(&h.sim));
@@ -422,6 +453,41 @@ fn run(h: &mut Hil) -> R<()> {
             }
         }),
     );
+
+    // 11. Fixed offset + hold until acknowledged: the result is due 1000 ms after the trigger,
+    //     before the frame path (about 3 s here) has a verdict: NG at the offset, held until the
+    //     PLC raises ACK; the late verdict is dropped, never an OK.
+    let chip = h.sim_chip.clone();
+    h.config = write_config(&h.work, &chip, &format!("result_offset_ms = 1000\nack = {{ line = {ACK} }}"))?;
+    h.sim.pull(ACK, false)?;
+    let mut serve = h.serve()?;
+    let late = (|| {
+        h.sim.watch(Instant::now(), Duration::from_secs(240), |l| l[0])?;
+        let t0 = h.sim.trigger()?;
+        let shown = h.sim.watch(t0, Duration::from_secs(30), |l| l[4])?;
+        let ng_at = shown.last().map_or(0, |x| x.0);
+        let held = h.sim.record(t0, Duration::from_secs(5))?;
+        let mut trace = shown;
+        trace.extend(held);
+        if !(900..=1600).contains(&ng_at) {
+            return Err(format!("NG at {ng_at} ms, not at the 1000 ms offset: {}", show(&trace)));
+        }
+        let l = h.sim.levels()?;
+        if !(l[4] && l[2]) || trace.iter().any(|(_, l)| l[3]) {
+            return Err(format!("NG+VALID not held, or an OK: {}", show(&trace)));
+        }
+        let t1 = Instant::now();
+        h.sim.pull(ACK, true)?;
+        let released = h.sim.watch(t1, Duration::from_secs(10), |l| l[0] && !l[4] && !l[2]);
+        h.sim.pull(ACK, false)?;
+        let released = released?;
+        Ok(format!("NG at {ng_at} ms, held 5 s, released by ACK: {} | {}", show(&trace), show(&released)))
+    })();
+    h.check("fixed offset 1000 ms: late -> NG at the offset, held until ACK", late);
+    let _ = Command::new("kill").args(["-TERM", &serve.id().to_string()]).status();
+    let _ = serve.wait();
+    let status = h.edge_ad(&["status", "--config", h.config.to_str().unwrap(), "--json"], b"");
+    h.check("the late part is counted", status.and_then(|s| if s.contains("\"late\":1") { Ok(s) } else { Err(s) }));
     Ok(())
 }
 
@@ -433,14 +499,22 @@ fn main() {
     }
     let (edge_ad, chip, sim, work) = (&args[1], &args[2], &args[3], PathBuf::from(&args[4]));
     let _ = std::fs::create_dir_all(&work);
-    let config = match write_config(&work, chip) {
+    let config = match write_config(&work, chip, "") {
         Ok(c) => c,
         Err(e) => {
             println!("hil: FAIL config: {e}\n0 passed, 1 failed");
             std::process::exit(1);
         }
     };
-    let mut h = Hil { edge_ad: edge_ad.into(), sim: Sim { dir: sim.into() }, work, config, passed: 0, failed: 0 };
+    let mut h = Hil {
+        edge_ad: edge_ad.into(),
+        sim_chip: chip.clone(),
+        sim: Sim { dir: sim.into() },
+        work,
+        config,
+        passed: 0,
+        failed: 0,
+    };
     if let Err(e) = run(&mut h) {
         println!("hil: stopped early: {e}");
         h.failed += 1;

@@ -77,6 +77,7 @@ add_mod() {  # name [params]: the module and its dependencies, in load order
 }
 add_mod vivid n_devs=1 node_types=0x1
 add_mod configfs
+add_mod vfb vfb_enable=1 mode_option=640x480-32   # a framebuffer for the overlay
 cp gpio-sim/gpio-sim.ko "$R/lib/modules/gpio-sim.ko"; echo gpio-sim.ko >> "$R/etc/modules.load"
 copy_bin() {  # a binary and the shared libraries it needs
   cp "$1" "$R/$2"
