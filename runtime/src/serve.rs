@@ -53,6 +53,9 @@ struct Done {
     frame: String,
     result: std::result::Result<(f32, f32), String>,
     latency_ms: f64,
+    /// The source has no more frames (a replayed folder ran out): the service ends after this
+    /// part. Carried here, not sent apart, so no trigger can slip in between.
+    last: bool,
 }
 
 /// Opens the frame source a configuration names.
@@ -253,6 +256,10 @@ fn run(
                 dirty = true;
             }
             Event::Done(done) => {
+                if done.last {
+                    tracing::info!("the frame source has run out; stopping after this part");
+                    closing = true;
+                }
                 if stalled == Some(done.id) {
                     // The stalled part came back: the frame path moves again.
                     stalled = None;
@@ -419,15 +426,12 @@ impl Worker {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            let (done, frame) = self.inspect(&job);
+            let (mut done, frame) = self.inspect(&job);
+            done.last = self.source.as_ref().and_then(|s| s.remaining()) == Some(0);
             let kept = done.result.clone();
             let (id, name) = (done.id, done.frame.clone());
             if events.send(Event::Done(done)).is_err() {
                 break;
-            }
-            // A replayed folder that has run out ends the service once this part is shown.
-            if self.source.as_ref().and_then(|s| s.remaining()) == Some(0) {
-                let _ = events.send(Event::Line(Signal::Closed));
             }
             // After the verdict is out: the overlay, the archive and the display.
             if let (Some((frame, geometry)), Ok((score, threshold))) = (frame, kept) {
@@ -471,7 +475,8 @@ impl Worker {
     }
 
     fn inspect(&mut self, job: &Job) -> (Done, Option<(RgbImage, CropGeometry)>) {
-        let mut done = Done { id: job.id, frame: String::new(), result: Err(String::new()), latency_ms: 0.0 };
+        let mut done =
+            Done { id: job.id, frame: String::new(), result: Err(String::new()), latency_ms: 0.0, last: false };
         let (Some(source), Some((inspector, threshold))) = (self.source.as_mut(), self.inspector.as_mut()) else {
             done.result = Err("the frame path is not ready".into());
             return (done, None);
