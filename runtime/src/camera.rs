@@ -277,7 +277,7 @@ pub fn decode(raw: &[u8], format: &Negotiated) -> Result<RgbImage, String> {
 /// YUYV (4:2:2, BT.601 limited range, as V4L2 cameras send by default) to RGB.
 pub fn yuyv_to_rgb(raw: &[u8], width: u32, height: u32, stride: u32) -> Result<RgbImage, String> {
     let stride = (stride.max(width * 2)) as usize;
-    if width % 2 != 0 || raw.len() < stride * (height as usize - 1) + width as usize * 2 {
+    if width == 0 || height == 0 || width % 2 != 0 || raw.len() < stride * (height as usize - 1) + width as usize * 2 {
         return Err(format!("YUYV frame of {} bytes is too short for {width}×{height}", raw.len()));
     }
     let mut out = RgbImage::new(width, height);
@@ -417,6 +417,7 @@ mod tests {
         let red = rgb.get_pixel(2, 0).0;
         assert!(red[0] > 240 && red[1] < 10 && red[2] < 10, "{red:?}");
         assert!(yuyv_to_rgb(&raw[..6], 4, 1, 8).unwrap_err().contains("too short"));
+        assert!(yuyv_to_rgb(&raw, 4, 0, 8).is_err() && yuyv_to_rgb(&raw, 3, 1, 8).is_err());
     }
 
     #[test]

@@ -188,7 +188,7 @@ fn run(
             }
             None => {}
         }
-        if closing && hs.is_ready() || closing && hs.fault().is_some() {
+        if closing && (hs.is_ready() || hs.fault().is_some()) {
             break;
         }
         if dirty && last_saved.elapsed() >= Duration::from_secs(1) {
