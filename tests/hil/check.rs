@@ -399,8 +399,9 @@ fn run(h: &mut Hil) -> R<()> {
                 trace.extend(h.sim.record(t1, Duration::from_millis(1500))?);
             }
             trace.extend(h.sim.record(t0, Duration::from_secs(5))?);
-            // From the first sample with ERROR on (the trace starts just before the fault).
-            let from = trace.iter().position(|(_, l)| l[5]).unwrap_or(0);
+            // From the first sample of the safe state (the trace starts just before the fault; a
+            // sample reads the lines one after another, so one may catch the change half-done).
+            let from = trace.iter().position(|(_, l)| l[5] && !l[0]).unwrap_or(0);
             if trace[from..].iter().any(|(_, l)| l[3] || l[0] || !l[5]) {
                 return Err(format!("OK or READY or no ERROR during the fault: {}", show(&trace)));
             }
