@@ -4,7 +4,15 @@
 //! from {1, 4, 8}, two pixel-aligned photometric views sharing that bank, and patch labels from
 //! the mask at each level's resolution.
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
 use edge_ad::backbone::FeatureMap;
+use edge_ad::source::load_image;
+
+use crate::anomalies;
+use crate::datasets::{Class, Item};
 use edge_ad::pipeline::Extractor;
 use edge_ad::residual::ReferenceBank;
 use edge_ad::synth;
@@ -12,7 +20,7 @@ use image::RgbImage;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 /// One level of one sample.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct LevelSample {
     /// Residuals of view 1, H·W rows of C.
     pub view1: Vec<f32>,
@@ -25,7 +33,7 @@ pub struct LevelSample {
 }
 
 /// One image's residual features, per level.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, PartialEq)]
 pub struct Sample {
     /// Per backbone level.
     pub levels: Vec<LevelSample>,
@@ -75,6 +83,33 @@ fn cell_labels(mask: &[bool], side: usize, h: usize, w: usize) -> (Vec<bool>, Ve
     (angle, norm)
 }
 
+/// The sample of one image with its working-side mask, against the references' features: two
+/// photometric views sharing the bank, residuals per level, and the two labellings.
+fn sample(
+    extractor: &mut Extractor,
+    image: &RgbImage,
+    mask: &[bool],
+    refs: &[&[FeatureMap]],
+    threads: usize,
+    rng: &mut StdRng,
+) -> edge_ad::Result<Vec<LevelSample>> {
+    let side = extractor.working_side() as usize;
+    let (v1, v2) = (jitter(image, rng), jitter(image, rng));
+    let (f1, f2) = (extractor.features(&v1)?, extractor.features(&v2)?);
+    Ok((0..f1.len())
+        .map(|l| {
+            let bank = ReferenceBank::from_maps(refs.iter().map(|r| &r[l]));
+            let (angle_labels, norm_labels) = cell_labels(mask, side, f1[l].height, f1[l].width);
+            LevelSample {
+                view1: bank.residuals(&f1[l], threads).data,
+                view2: bank.residuals(&f2[l], threads).data,
+                angle_labels,
+                norm_labels,
+            }
+        })
+        .collect())
+}
+
 /// Residual samples for `textures`, generated in memory. `progress` is called once per image.
 pub fn synthetic_samples(
     extractor: &mut Extractor,
@@ -105,24 +140,106 @@ pub fn synthetic_samples(
             };
             let k = [1, 4, 8][rng.random_range(0..3)].min(spec.references);
             let chosen: Vec<usize> = (0..k).map(|_| rng.random_range(0..spec.references)).collect();
-            let (v1, v2) = (jitter(&image, &mut rng), jitter(&image, &mut rng));
-            let (f1, f2) = (extractor.features(&v1)?, extractor.features(&v2)?);
-            let levels = (0..f1.len())
-                .map(|l| {
-                    let bank = ReferenceBank::from_maps(chosen.iter().map(|&j| &refs[j][l]));
-                    let (angle_labels, norm_labels) = cell_labels(&mask, side, f1[l].height, f1[l].width);
-                    LevelSample {
-                        view1: bank.residuals(&f1[l], threads).data,
-                        view2: bank.residuals(&f2[l], threads).data,
-                        angle_labels,
-                        norm_labels,
-                    }
-                })
-                .collect();
+            let bank: Vec<&[FeatureMap]> = chosen.iter().map(|&j| refs[j].as_slice()).collect();
+            let levels = sample(extractor, &image, &mask, &bank, threads, &mut rng)?;
             samples.push(Sample { levels });
         }
     }
     Ok(samples)
+}
+
+/// How samples are drawn from a dataset.
+#[derive(Clone, Copy, Debug)]
+pub struct DataSpec {
+    /// At most this many images per class (evenly spaced through the class's list).
+    pub per_class: usize,
+    /// Train on the normal images only, half of them with a synthetic anomaly.
+    pub synthetic: bool,
+    /// Seed.
+    pub seed: u64,
+}
+
+/// A dataset image's mask at the working side (nonzero = anomalous, as Real-IAD is binarised); a
+/// mask of another size than its image is an error naming it.
+fn file_mask(extractor: &mut Extractor, mask: &Path, image: &RgbImage) -> anyhow::Result<Vec<bool>> {
+    let m = image::open(mask).with_context(|| format!("{}: not a readable mask", mask.display()))?.to_luma8();
+    if m.dimensions() != image.dimensions() {
+        bail!("{}: mask is {:?} but its image is {:?}", mask.display(), m.dimensions(), image.dimensions());
+    }
+    Ok(extractor.preprocessor().mask(&m)?.into_iter().map(|v| v > 0).collect())
+}
+
+/// Residual samples of a dataset's classes (see [`crate::datasets`]). References are drawn with
+/// replacement from the class's normal pool (of the same camera view when the image has one), K
+/// from {1, 4, 8}; their features are computed once. `progress` is called once per image.
+pub fn dataset_samples(
+    extractor: &mut Extractor,
+    classes: &[Class],
+    spec: &DataSpec,
+    threads: usize,
+    progress: &dyn Fn(),
+) -> anyhow::Result<Vec<Sample>> {
+    let side = extractor.working_side() as usize;
+    let mut samples = Vec::new();
+    for (c, class) in classes.iter().enumerate() {
+        let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(7919).wrapping_add(c as u64));
+        let all: Vec<Item> = if spec.synthetic {
+            class.normal.iter().map(|(p, v)| Item { image: p.clone(), mask: None, view: *v }).collect()
+        } else {
+            class.items.clone()
+        };
+        let step = all.len().div_ceil(spec.per_class.max(1)).max(1);
+        let mut pool_features: HashMap<usize, Vec<FeatureMap>> = HashMap::new();
+        for (i, item) in all.iter().step_by(step).enumerate() {
+            progress();
+            let mut image = load_image(&item.image)?;
+            let mask = if spec.synthetic && i % 2 == 0 {
+                let kind = anomalies::KINDS[(i / 2) % anomalies::KINDS.len()];
+                let texture = synth::TRAINING_TEXTURES[rng.random_range(0..synth::TRAINING_TEXTURES.len())];
+                let foreign = synth::good_part(texture, 256, &mut rng);
+                let m = anomalies::paint(&mut image, kind, &foreign, &mut rng);
+                extractor.preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
+            } else if let Some(m) = &item.mask {
+                file_mask(extractor, m, &image)?
+            } else {
+                vec![false; side * side]
+            };
+            let same_view: Vec<usize> =
+                (0..class.normal.len()).filter(|&j| item.view.is_none() || class.normal[j].1 == item.view).collect();
+            let pool = if same_view.is_empty() { (0..class.normal.len()).collect() } else { same_view };
+            let k = [1, 4, 8][rng.random_range(0..3)];
+            let chosen: Vec<usize> = (0..k).map(|_| pool[rng.random_range(0..pool.len())]).collect();
+            for &j in &chosen {
+                if let std::collections::hash_map::Entry::Vacant(e) = pool_features.entry(j) {
+                    e.insert(extractor.features(&load_image(&class.normal[j].0)?)?);
+                }
+            }
+            let bank: Vec<&[FeatureMap]> = chosen.iter().map(|j| pool_features[j].as_slice()).collect();
+            samples.push(Sample { levels: sample(extractor, &image, &mask, &bank, threads, &mut rng)? });
+        }
+    }
+    Ok(samples)
+}
+
+/// Reads samples cached at `path`, when the file is there and was written for `key`.
+pub fn read_cache(path: &Path, key: &[u8; 32]) -> Option<Vec<Sample>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (stored, rest) = bytes.split_at_checked(32)?;
+    if stored != key {
+        return None;
+    }
+    postcard::from_bytes(rest).ok()
+}
+
+/// Caches `samples` at `path` under `key` (atomic write).
+pub fn write_cache(path: &Path, key: &[u8; 32], samples: &[Sample]) -> anyhow::Result<()> {
+    let mut bytes = key.to_vec();
+    bytes.extend(postcard::to_allocvec(samples).context("cannot encode the feature cache")?);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    edge_ad::output::write_atomic(path, &bytes)?;
+    Ok(())
 }
 
 #[cfg(test)]

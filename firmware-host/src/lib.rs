@@ -1,13 +1,16 @@
 //! `edge-ad-host`: the companion host tool's library. It pretrains ADPretrain's feature projector,
 //! exports it as ONNX for the boxes, and writes model manifests.
 //!
-//! This build has the projector ([`projector`]), its losses ([`losses`]), a generated pretraining
-//! corpus with residual features made by the box's own code ([`corpus`]), training ([`train`]),
-//! the ONNX export checked against tract ([`onnx_export`]), and manifests ([`manifest`]). Dataset
-//! loaders for public layouts, feature caching, checkpoints, model calibration and bundles are
-//! still to come (issue 3).
+//! This build has dataset layouts ([`datasets`]) and synthetic anomalies for good-only data
+//! ([`anomalies`]), pretraining samples with residual features made by the box's own code, from
+//! a generated corpus or a dataset, cached on disk ([`corpus`]), the projector ([`projector`]),
+//! its losses ([`losses`]), training ([`train`]), the ONNX export checked against tract
+//! ([`onnx_export`]), and manifests ([`manifest`]). Checkpoints, model calibration and bundles
+//! are still to come (issue 3).
 
+pub mod anomalies;
 pub mod corpus;
+pub mod datasets;
 pub mod losses;
 pub mod manifest;
 pub mod onnx_export;

@@ -1,5 +1,5 @@
 //! `edge-ad-host`: the companion host tool. This build writes model manifests and pretrains the
-//! projector on a generated corpus; dataset layouts, export of checkpoints and bundles follow.
+//! projector on a generated corpus or a dataset; checkpoints, model calibration and bundles follow.
 
 use edge_ad_host::manifest;
 
@@ -13,7 +13,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use edge_ad::model::Model;
 use edge_ad::pipeline::Extractor;
 use edge_ad::progress::bar;
-use edge_ad_host::corpus::{self, CorpusSpec};
+use edge_ad_host::corpus::{self, CorpusSpec, DataSpec};
+use edge_ad_host::datasets::{self, Layout};
 use edge_ad_host::losses::LossVariant;
 use edge_ad_host::onnx_export::export_level;
 use edge_ad_host::projector::ProjectorSize;
@@ -38,38 +39,120 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Pretrain the per-level projectors on a generated corpus (textures kept apart from the
-    /// demo's evaluation textures, with synthetic scratches, stains and holes) and write
-    /// `<level>.onnx` per level into --out, ready for `edge-ad --projector DIR`.
-    Pretrain {
-        /// Folder to write the projector files into.
-        #[arg(long)]
-        out: PathBuf,
-        /// Epochs.
-        #[arg(long, default_value_t = 10)]
-        epochs: usize,
-        /// Images per step.
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Adam learning rate.
-        #[arg(long, default_value_t = 1e-4)]
-        lr: f64,
-        /// Training images per texture (half get a defect).
-        #[arg(long, default_value_t = 64)]
-        images: usize,
-        /// Good reference parts per texture (the K-shot pool).
-        #[arg(long, default_value_t = 8)]
-        references: usize,
-        /// Loss formulation.
-        #[arg(long, value_enum, default_value = "official")]
-        loss: LossArg,
-        /// Projector sizes.
-        #[arg(long, value_enum, default_value = "edge")]
-        size: SizeArg,
-        /// Seed (same seed, same projector).
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-    },
+    /// Pretrain the per-level projectors and write `<level>.onnx` per level into --out, ready for
+    /// `edge-ad --projector DIR`. The data: a dataset (--data, --layout), or by default a generated
+    /// corpus (textures kept apart from the demo's evaluation textures, with painted defects).
+    Pretrain(PretrainArgs),
+}
+
+#[derive(clap::Args)]
+struct PretrainArgs {
+    /// Folder to write the projector files into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dataset root (default: the generated corpus).
+    #[arg(long, requires = "layout")]
+    data: Option<PathBuf>,
+    /// The dataset's layout.
+    #[arg(long, value_enum, requires = "data")]
+    layout: Option<LayoutArg>,
+    /// Train on the dataset's normal images only, half of them with a synthetic anomaly
+    /// (cut-paste, noise-shaped foreign-texture blend, scratch); no defect image is read.
+    #[arg(long, requires = "data")]
+    synthetic_anomalies: bool,
+    /// Backbone manifest (default: the embedded EfficientNet-Lite0).
+    #[arg(long, value_name = "MANIFEST")]
+    backbone: Option<PathBuf>,
+    /// Keep the residual features here, so a second run on the same data and settings does not
+    /// rerun the backbone.
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// Where to train.
+    #[arg(long, value_enum, default_value = "cpu")]
+    device: DeviceArg,
+    /// Epochs.
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Training images per texture of the generated corpus (half get a defect), or at most this
+    /// many per class of a dataset.
+    #[arg(long, default_value_t = 64)]
+    images: usize,
+    /// Good reference parts per texture of the generated corpus (the K-shot pool).
+    #[arg(long, default_value_t = 8)]
+    references: usize,
+    /// Loss formulation.
+    #[arg(long, value_enum, default_value = "official")]
+    loss: LossArg,
+    /// Projector sizes.
+    #[arg(long, value_enum, default_value = "edge")]
+    size: SizeArg,
+    /// Seed (same seed, same projector).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    Mvtec,
+    Visa,
+    Btad,
+    Mpdd,
+    Mvtec3d,
+    Realiad,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Mvtec => Layout::Mvtec,
+            LayoutArg::Visa => Layout::Visa,
+            LayoutArg::Btad => Layout::Btad,
+            LayoutArg::Mpdd => Layout::Mpdd,
+            LayoutArg::Mvtec3d => Layout::Mvtec3d,
+            LayoutArg::Realiad => Layout::Realiad,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
+}
+
+fn device(d: DeviceArg) -> anyhow::Result<Device> {
+    match d {
+        DeviceArg::Cpu => Ok(Device::flex().autodiff()),
+        #[cfg(feature = "cuda")]
+        DeviceArg::Cuda => Ok(Device::cuda(0).autodiff()),
+        #[cfg(not(feature = "cuda"))]
+        DeviceArg::Cuda => {
+            bail!("--device cuda: this edge-ad-host was built without CUDA; build it with `--features cuda`")
+        }
+    }
+}
+
+/// The cache key of a run's samples: everything they depend on.
+fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"edge-ad-host samples v1");
+    h.update(model.manifest.sha256);
+    h.update(format!("{:?}|{}|{}|{}|{}", a.data, a.synthetic_anomalies, a.images, a.references, a.seed));
+    for c in classes {
+        h.update(c.name.as_bytes());
+        for item in &c.items {
+            h.update(item.image.to_string_lossy().as_bytes());
+            h.update(std::fs::metadata(&item.image).map(|m| m.len()).unwrap_or(0).to_le_bytes());
+        }
+    }
+    h.finalize().into()
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -84,31 +167,48 @@ enum SizeArg {
     Paper,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn pretrain(
-    out: PathBuf,
-    epochs: usize,
-    batch: usize,
-    lr: f64,
-    images: usize,
-    references: usize,
-    loss: LossArg,
-    size: SizeArg,
-    seed: u64,
-) -> anyhow::Result<()> {
+fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
+    let PretrainArgs { epochs, batch, lr, images, references, loss, size, seed, .. } = a;
     if epochs == 0 || batch == 0 || images < 2 || references == 0 {
         bail!("--epochs, --batch and --references must be positive and --images at least 2");
     }
-    let model = Model::embedded_default()?;
+    let device = device(a.device)?;
+    let model = Model::load(a.backbone.as_deref())?;
     let side = model.manifest.input_side;
     let mut extractor = Extractor::new(&model, side, side)?;
-    let textures = edge_ad::synth::TRAINING_TEXTURES;
-    let spec = CorpusSpec { references, images, side: 256, seed };
+    let classes = match (&a.data, a.layout) {
+        (Some(root), Some(layout)) => datasets::load(root, layout.into())?,
+        _ => Vec::new(),
+    };
+    let key = cache_key(&model, &a, &classes);
+    let cache_file = a.cache.as_ref().map(|d| d.join(format!("samples-{}.bin", edge_ad::model::hex(&key[..8]))));
     let started = Instant::now();
-    let b = bar(((references + images) * textures.len()) as u64, "features");
-    let samples = corpus::synthetic_samples(&mut extractor, &textures, &spec, 2, &|| b.inc(1))?;
-    b.finish_and_clear();
+    let cached = cache_file.as_deref().and_then(|f| corpus::read_cache(f, &key));
+    let from_cache = cached.is_some();
+    let (samples, source) = match cached {
+        Some(s) => (s, "cache".to_string()),
+        None if classes.is_empty() => {
+            let textures = edge_ad::synth::TRAINING_TEXTURES;
+            let spec = CorpusSpec { references, images, side: 256, seed };
+            let b = bar(((references + images) * textures.len()) as u64, "features");
+            let s = corpus::synthetic_samples(&mut extractor, &textures, &spec, 2, &|| b.inc(1))?;
+            b.finish_and_clear();
+            (s, format!("{} generated textures", textures.len()))
+        }
+        None => {
+            let spec = DataSpec { per_class: images, synthetic: a.synthetic_anomalies, seed };
+            let total: usize = classes.iter().map(|c| c.items.len().min(images)).sum();
+            let b = bar(total as u64, "features");
+            let s = corpus::dataset_samples(&mut extractor, &classes, &spec, 2, &|| b.inc(1))?;
+            b.finish_and_clear();
+            (s, format!("{} classes", classes.len()))
+        }
+    };
+    if let (Some(file), false) = (&cache_file, from_cache) {
+        corpus::write_cache(file, &key, &samples)?;
+    }
     let features_s = started.elapsed().as_secs_f64();
+    let out = a.out;
     let sizes: Vec<ProjectorSize> = model
         .manifest
         .levels
@@ -132,7 +232,6 @@ fn pretrain(
     let steps = samples.len().div_ceil(batch) * epochs;
     let b = bar(steps as u64, "train");
     let started = Instant::now();
-    let device = Device::flex().autodiff();
     let (projectors, report) = train::train(&samples, &sizes, &settings, &device, &|epoch, _, loss| {
         b.inc(1);
         b.set_message(format!("epoch {epoch} loss {loss:.3}"));
@@ -145,10 +244,10 @@ fn pretrain(
         edge_ad::output::write_atomic(&path, &export_level(p))?;
     }
     println!(
-        "pretrained on {} samples ({} textures) in {:.1} s features + {:.1} s training; loss per epoch {:?}; {} steps skipped",
+        "pretrained on {} samples ({source}) in {:.1} s features{} + {:.1} s training; loss per epoch {:?}; {} steps skipped",
         samples.len(),
-        textures.len(),
         features_s,
+        if from_cache { " (from the cache)" } else { "" },
         train_s,
         report.epoch_loss.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         report.skipped
@@ -167,9 +266,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest { spec, out } => manifest::write_manifest(&spec, &out),
-        Command::Pretrain { out, epochs, batch, lr, images, references, loss, size, seed } => {
-            pretrain(out, epochs, batch, lr, images, references, loss, size, seed)
-        }
+        Command::Pretrain(a) => pretrain(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
