@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use edge_ad::formats::{decode, SiteCalibration};
+use edge_ad::formats::{decode, ModelCalibration, SiteCalibration};
 use edge_ad::synth::{self, SynthSpec};
 use edge_ad_e2e::{edge_ad, s};
 use serde_json::Value;
@@ -271,6 +271,46 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
     // The same calibration with the identity projector is refused: it was made with another model.
     let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good)]);
     assert!(!r.ok && r.stderr.contains("projector"), "{}", r.stderr);
+
+    // The model calibration records the radius statistics and the files' digests.
+    let mc: ModelCalibration = decode(&std::fs::read(proj.join("model.calib")).unwrap()).unwrap();
+    assert_eq!(mc.model, c.model, "made for exactly the files the box calibrated with");
+    assert_eq!(mc.levels.len(), 2);
+    assert_eq!(
+        mc.files.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(),
+        ["effnet_lite0_feat.onnx", "feat_s8.onnx", "feat_s16.onnx"]
+    );
+
+    // One bundle for flashing: the box runs from it alone, with the same results.
+    let bundle = tmp.path().join("box.bundle");
+    let r = edge_ad_e2e::run(&host, &["bundle", "--projector", s(&proj), "--out", s(&bundle)]);
+    assert!(r.ok && r.stdout.contains("with the model calibration"), "{}{}", r.stdout, r.stderr);
+    let r1 = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good), "--projector", s(&proj), "--json"]);
+    let r2 = edge_ad(&["--bundle", s(&bundle), "run", "--calibration", s(&calib), "--source", s(&good), "--json"]);
+    assert!(r2.ok, "{}", r2.stderr);
+    let scores = |out: &str| -> Vec<f64> {
+        out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["score"].as_f64().unwrap()).collect()
+    };
+    assert_eq!(scores(&r1.stdout), scores(&r2.stdout));
+    let r = edge_ad(&[
+        "--bundle",
+        s(&bundle),
+        "run",
+        "--calibration",
+        s(&calib),
+        "--source",
+        s(&good),
+        "--projector",
+        s(&proj),
+    ]);
+    assert!(!r.ok && r.stderr.contains("the bundle carries the projector"), "{}", r.stderr);
+    // A corrupt bundle is refused with its name.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n - 100] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let r = edge_ad(&["--bundle", s(&bundle), "run", "--calibration", s(&calib), "--source", s(&good)]);
+    assert!(!r.ok && r.stderr.contains("box.bundle"), "{}", r.stderr);
 }
 
 #[test]

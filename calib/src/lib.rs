@@ -13,10 +13,12 @@
 
 extern crate alloc;
 
+mod bundle;
 mod header;
 mod manifest;
 mod site;
 
+pub use bundle::{Bundle, BundleFile, FileDigest, LevelRadius, ModelCalibration};
 pub use header::{decode, encode, FormatError, Header, Payload, PayloadKind, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use manifest::{ColourOrder, LevelSpec, ModelIdentity, ModelManifest, Name, Normalisation};
 pub use site::{ReferenceLevel, ScoreStats, ScorerKind, SiteCalibration, Threshold};

@@ -174,3 +174,79 @@ fn errors_read_as_sentences() {
         .to_string();
     assert_eq!(msg, "holds a model manifest where a site calibration was expected");
 }
+
+fn model_calibration() -> ModelCalibration {
+    let mut levels = heapless::Vec::new();
+    for output in ["feat_s8", "feat_s16"] {
+        let l = LevelRadius {
+            output: name(output),
+            r_max: 0.4,
+            normal_mean: 0.1,
+            normal_max: 0.3,
+            anomalous_min: Some(1.2),
+        };
+        levels.push(l).unwrap();
+    }
+    let mut files = heapless::Vec::new();
+    for f in ["effnet_lite0_feat.onnx", "feat_s8.onnx", "feat_s16.onnx"] {
+        files.push(FileDigest { name: name(f), sha256: [9; 32] }).unwrap();
+    }
+    ModelCalibration {
+        model: ModelIdentity { backbone_sha256: [7; 32], projector_sha256: Some([3; 32]) },
+        loss: name("official"),
+        levels,
+        files,
+        samples: 192,
+        epochs: 10,
+        seed: 42,
+    }
+}
+
+fn bundle() -> Bundle {
+    let file = |n: &str, b: &[u8]| BundleFile { name: name(n), sha256: [0; 32], bytes: b.to_vec() };
+    Bundle {
+        manifest: manifest(),
+        calibration: Some(model_calibration()),
+        files: vec![
+            file("effnet_lite0_feat.onnx", b"backbone"),
+            file("feat_s8.onnx", b"p8"),
+            file("feat_s16.onnx", b"p16"),
+        ],
+    }
+}
+
+#[test]
+fn model_calibration_and_bundle_round_trip_and_validate() {
+    let c = model_calibration();
+    c.validate().unwrap();
+    assert_eq!(decode::<ModelCalibration>(&encode(&c).unwrap()).unwrap(), c);
+    let b = bundle();
+    b.validate().unwrap();
+    let bytes = encode(&b).unwrap();
+    assert_eq!(decode::<Bundle>(&bytes).unwrap(), b);
+    assert!(matches!(decode::<ModelCalibration>(&bytes), Err(FormatError::WrongKind { .. })));
+    assert_eq!(b.file("feat_s8.onnx").unwrap().bytes, b"p8");
+}
+
+#[test]
+fn inconsistent_bundles_and_model_calibrations_fail_validation() {
+    let mut c = model_calibration();
+    c.levels[0].normal_max = f32::NAN;
+    assert!(c.validate().is_err());
+    let mut c = model_calibration();
+    c.files[1].name = name("effnet_lite0_feat.onnx");
+    assert!(c.validate().is_err());
+    let mut b = bundle();
+    b.files.remove(0);
+    assert_eq!(b.validate(), Err("the backbone file the manifest names is missing"));
+    let mut b = bundle();
+    b.files.pop();
+    assert_eq!(b.validate(), Err("the projector files do not match the manifest's levels"));
+    let mut b = bundle();
+    b.files.truncate(1);
+    b.calibration = None;
+    b.validate().expect("a bundle without a projector is fine");
+    let mut b = bundle();
+    b.calibration.as_mut().unwrap().levels.pop();
+    assert!(b.validate().is_err());
+}

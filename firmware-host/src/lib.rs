@@ -5,10 +5,11 @@
 //! ([`anomalies`]), pretraining samples with residual features made by the box's own code, from
 //! a generated corpus or a dataset, cached on disk ([`corpus`]), the projector ([`projector`]),
 //! its losses ([`losses`]), training ([`train`]), the ONNX export checked against tract
-//! ([`onnx_export`]), and manifests ([`manifest`]). Checkpoints, model calibration and bundles
-//! are still to come (issue 3).
+//! ([`onnx_export`]), manifests ([`manifest`]), and the model calibration and flashing bundles
+//! ([`bundle`]). Checkpoints and resume are still to come (issue 3).
 
 pub mod anomalies;
+pub mod bundle;
 pub mod corpus;
 pub mod datasets;
 pub mod losses;

@@ -1,7 +1,7 @@
 //! `edge-ad-host`: the companion host tool. This build writes model manifests and pretrains the
 //! projector on a generated corpus or a dataset; checkpoints, model calibration and bundles follow.
 
-use edge_ad_host::manifest;
+use edge_ad_host::{bundle, manifest};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +36,19 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
         /// Manifest file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Pack a backbone and, optionally, a pretrained projector folder (with its model.calib) into
+    /// one bundle for flashing boxes: `edge-ad --bundle FILE`, or `model.bundle` in box.toml.
+    Bundle {
+        /// Backbone manifest (default: the embedded EfficientNet-Lite0).
+        #[arg(long, value_name = "MANIFEST")]
+        backbone: Option<PathBuf>,
+        /// Projector folder from `pretrain` (`<level>.onnx` per level, `model.calib`).
+        #[arg(long, value_name = "DIR")]
+        projector: Option<PathBuf>,
+        /// Bundle file to write.
         #[arg(long)]
         out: PathBuf,
     },
@@ -239,10 +252,22 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     b.finish_and_clear();
     let train_s = started.elapsed().as_secs_f64();
     std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let mut files = Vec::new();
     for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
-        let path = out.join(format!("{}.onnx", level.output));
-        edge_ad::output::write_atomic(&path, &export_level(p))?;
+        let file = format!("{}.onnx", level.output);
+        let bytes = export_level(p);
+        edge_ad::output::write_atomic(&out.join(&file), &bytes)?;
+        files.push((file, bytes));
     }
+    let loss_name = match loss {
+        LossArg::Official => "official",
+        LossArg::Paper => "paper",
+    };
+    let calibration =
+        bundle::model_calibration(&model, &files, &report.radius, loss_name, samples.len(), epochs, seed)?;
+    let calib_path = out.join(bundle::MODEL_CALIBRATION);
+    let bytes = edge_ad_calib::encode(&calibration).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
+    edge_ad::output::write_atomic(&calib_path, &bytes)?;
     println!(
         "pretrained on {} samples ({source}) in {:.1} s features{} + {:.1} s training; loss per epoch {:?}; {} steps skipped",
         samples.len(),
@@ -262,11 +287,27 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn write_bundle(backbone: Option<PathBuf>, projector: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let model = Model::load(backbone.as_deref())?;
+    let bundle = bundle::make_bundle(&model, projector.as_deref())?;
+    let bytes = edge_ad_calib::encode(&bundle).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    edge_ad::output::write_atomic(&out, &bytes)?;
+    println!(
+        "wrote {} ({} files, {:.1} MB, {})",
+        out.display(),
+        bundle.files.len(),
+        bytes.len() as f64 / 1e6,
+        if bundle.calibration.is_some() { "with the model calibration" } else { "no model calibration" }
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Manifest { spec, out } => manifest::write_manifest(&spec, &out),
         Command::Pretrain(a) => pretrain(a),
+        Command::Bundle { backbone, projector, out } => write_bundle(backbone, projector, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

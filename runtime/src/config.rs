@@ -42,6 +42,9 @@ pub struct ModelConfig {
     pub manifest: Option<PathBuf>,
     /// Projector folder; absent: the identity.
     pub projector: Option<PathBuf>,
+    /// A bundle from `edge-ad-host bundle` (backbone, projector, model calibration), instead of
+    /// `manifest` and `projector`.
+    pub bundle: Option<PathBuf>,
     /// The site calibration (written by `edge-ad calibrate`).
     pub calibration: PathBuf,
     /// Overrides the calibration's sensitivity.
@@ -326,6 +329,11 @@ impl BoxConfig {
             if !(s.is_finite() && s > 0.0) {
                 return Err(format!("model.sensitivity must be a positive number, got {s}"));
             }
+        }
+        if self.model.bundle.is_some() && (self.model.manifest.is_some() || self.model.projector.is_some()) {
+            return Err(
+                "model.bundle carries the backbone and projector: leave out model.manifest and model.projector".into(),
+            );
         }
         if self.model.threads == Some(0) {
             return Err("model.threads must be at least 1".into());

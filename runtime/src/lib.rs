@@ -10,6 +10,7 @@
 pub mod anomaly_map;
 pub mod archive;
 pub mod backbone;
+pub mod bundle;
 pub mod calibrate;
 #[cfg(target_os = "linux")]
 pub mod camera;

@@ -25,6 +25,10 @@ struct Cli {
     /// Backbone manifest (postcard, see models/); default: the embedded EfficientNet-Lite0.
     #[arg(long, global = true, value_name = "MANIFEST")]
     model: Option<PathBuf>,
+    /// A bundle from `edge-ad-host bundle`: backbone, projector and model calibration in one
+    /// file (instead of --model and --projector).
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "model")]
+    bundle: Option<PathBuf>,
     /// Threads for the nearest-neighbour search (default: all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
@@ -89,9 +93,10 @@ impl From<ScorerArg> for ScorerKind {
 /// Options shared by the verbs that build a frame path.
 #[derive(Args, Clone)]
 struct PathArgs {
-    /// Projector folder (`<level>.onnx` per backbone level), or `none` for the identity.
-    #[arg(long, value_name = "PATH|none", default_value = "none")]
-    projector: String,
+    /// Projector folder (`<level>.onnx` per backbone level), or `none` for the identity
+    /// (default: the bundle's projector with --bundle, else the identity).
+    #[arg(long, value_name = "PATH|none")]
+    projector: Option<String>,
 }
 
 /// Options shared by the verbs that calibrate.
@@ -230,7 +235,12 @@ fn main() -> ExitCode {
         )
         .init();
     let threads = cli.threads.unwrap_or_else(calibrate::default_threads).max(1);
-    let result = Model::load(cli.model.as_deref()).and_then(|model| match cli.command {
+    let mut cli = cli;
+    let loaded = box_config_model(&mut cli).and_then(|_| match &cli.bundle {
+        Some(path) => edge_ad::bundle::load(path).map(|b| BoxModel { model: b.model.clone(), bundle: Some(b) }),
+        None => Model::load(cli.model.as_deref()).map(|model| BoxModel { model, bundle: None }),
+    });
+    let result = loaded.and_then(|model| match cli.command {
         Command::Calibrate(a) => cmd_calibrate(&model, threads, a),
         Command::Run(a) => cmd_run(&model, threads, a),
         Command::Eval(a) => cmd_eval(&model, threads, a),
@@ -247,9 +257,42 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_projector(model: &Model, arg: &PathArgs, working_side: u32) -> Result<Arc<Projector>> {
-    let dir = (arg.projector != "none").then(|| Path::new(&arg.projector));
-    Projector::open(dir, model, working_side)
+/// `calibrate --config` calibrates for the model the configuration runs (its bundle, manifest
+/// and projector), unless the command line names one.
+fn box_config_model(cli: &mut Cli) -> Result<()> {
+    let Command::Calibrate(a) = &mut cli.command else { return Ok(()) };
+    let Some(path) = &a.config else { return Ok(()) };
+    if cli.model.is_some() || cli.bundle.is_some() || a.path.projector.is_some() {
+        return Ok(());
+    }
+    let config = BoxConfig::load(path)?;
+    cli.model = config.model.manifest;
+    cli.bundle = config.model.bundle;
+    a.path.projector = config.model.projector.map(|p| p.display().to_string());
+    Ok(())
+}
+
+/// The backbone, and the bundle it came from when `--bundle` was given.
+struct BoxModel {
+    model: Model,
+    bundle: Option<edge_ad::bundle::Loaded>,
+}
+
+impl std::ops::Deref for BoxModel {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        &self.model
+    }
+}
+
+fn load_projector(model: &BoxModel, arg: &PathArgs, working_side: u32) -> Result<Arc<Projector>> {
+    match (arg.projector.as_deref(), &model.bundle) {
+        (Some("none"), _) => Ok(Arc::new(Projector::Identity)),
+        (Some(_), Some(_)) => Err(Error::Invalid("--projector with --bundle: the bundle carries the projector".into())),
+        (Some(dir), None) => Projector::open(Some(Path::new(dir)), model, working_side),
+        (None, Some(b)) => b.projector(working_side),
+        (None, None) => Ok(Arc::new(Projector::Identity)),
+    }
 }
 
 fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
@@ -262,7 +305,7 @@ fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
     }
 }
 
-fn sides(model: &Model, c: &CalibArgs) -> (u32, u32) {
+fn sides(model: &BoxModel, c: &CalibArgs) -> (u32, u32) {
     let side = c.side.unwrap_or(model.manifest.input_side);
     (side, c.resize.unwrap_or(side))
 }
@@ -300,7 +343,7 @@ fn gather_shots(a: &CalibrateArgs) -> Result<(Vec<(String, image::RgbImage)>, Pa
     Ok((source::load_named(&files[..a.shots])?, out.clone()))
 }
 
-fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
+fn cmd_calibrate(model: &BoxModel, threads: usize, a: CalibrateArgs) -> Result<ExitCode> {
     if a.shots < 2 {
         return Err(Error::Invalid(format!(
             "--shots must be at least 2 (each shot is scored against the others), got {}",
@@ -356,7 +399,7 @@ fn cmd_calibrate(model: &Model, threads: usize, a: CalibrateArgs) -> Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_run(model: &Model, threads: usize, a: RunArgs) -> Result<ExitCode> {
+fn cmd_run(model: &BoxModel, threads: usize, a: RunArgs) -> Result<ExitCode> {
     let calib = calibrate::read_calibration(&a.calibration)?;
     if let Some(s) = a.scorer {
         let asked: ScorerKind = s.into();
@@ -475,7 +518,7 @@ fn print_table(reports: &[CategoryReport]) {
 }
 
 fn evaluate(
-    model: &Model,
+    model: &BoxModel,
     threads: usize,
     root: &Path,
     names: &[String],
@@ -516,7 +559,7 @@ fn evaluate(
     Ok(reports)
 }
 
-fn cmd_eval(model: &Model, threads: usize, a: EvalArgs) -> Result<ExitCode> {
+fn cmd_eval(model: &BoxModel, threads: usize, a: EvalArgs) -> Result<ExitCode> {
     let names = if a.categories.is_empty() { dataset::category_names(&a.dataset)? } else { a.categories.clone() };
     let mut reports =
         evaluate(model, threads, &a.dataset, &names, a.shots, &a.path, &a.calib, a.plots.as_deref(), |_, _| {})?;
@@ -531,7 +574,7 @@ fn cmd_eval(model: &Model, threads: usize, a: EvalArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_demo(model: &Model, threads: usize, a: DemoArgs) -> Result<ExitCode> {
+fn cmd_demo(model: &BoxModel, threads: usize, a: DemoArgs) -> Result<ExitCode> {
     let (root, temporary) = match &a.out {
         Some(dir) => (dir.clone(), false),
         None => (std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())), true),

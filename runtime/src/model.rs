@@ -51,6 +51,11 @@ impl Model {
         Self::checked(manifest, std::borrow::Cow::Owned(onnx), path.display().to_string())
     }
 
+    /// A backbone from a manifest and the ONNX bytes (from a bundle), checked against each other.
+    pub fn from_parts(manifest: ModelManifest, onnx: Vec<u8>, origin: String) -> Result<Self> {
+        Self::checked(manifest, std::borrow::Cow::Owned(onnx), origin)
+    }
+
     /// The embedded default for `None`, else the manifest at the path.
     pub fn load(manifest: Option<&Path>) -> Result<Self> {
         match manifest {

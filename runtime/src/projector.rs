@@ -43,20 +43,44 @@ impl Projector {
         if !dir.is_dir() {
             return Err(Error::bad_file(dir, "is not a folder of projector files (<level>.onnx)"));
         }
-        let mut all = Sha256::new();
+        let files = Self::level_files(dir, manifest)
+            .into_iter()
+            .map(|path| std::fs::read(&path).map(|b| (path.clone(), b)).map_err(|e| Error::io(&path, e)))
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_bytes(&files, shapes, dir)
+    }
+
+    /// Compiles one projector graph per level from `(name for messages, ONNX bytes)` in level
+    /// order, for the given level shapes; `origin` names where they came from.
+    pub fn from_bytes(files: &[(PathBuf, Vec<u8>)], shapes: &[(usize, usize, usize)], origin: &Path) -> Result<Self> {
+        if files.len() != shapes.len() {
+            return Err(Error::bad_file(
+                origin,
+                format!("{} projector files for {} levels", files.len(), shapes.len()),
+            ));
+        }
         let mut levels = Vec::new();
-        for (path, &(c, h, w)) in Self::level_files(dir, manifest).iter().zip(shapes) {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            all.update(Sha256::digest(&bytes));
+        for ((path, bytes), &(c, h, w)) in files.iter().zip(shapes) {
             let plan = tract_onnx::onnx()
-                .model_for_read(&mut std::io::Cursor::new(&bytes))
+                .model_for_read(&mut std::io::Cursor::new(bytes))
                 .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
                 .and_then(|g| g.into_optimized())
                 .and_then(|g| g.into_runnable())
                 .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))?;
             levels.push((plan, (c, h, w)));
         }
-        Ok(Self::Onnx { levels, identity: all.finalize().into(), dir: dir.to_path_buf() })
+        let identity = Self::identity_of(files.iter().map(|(_, b)| b.as_slice()));
+        Ok(Self::Onnx { levels, identity, dir: origin.to_path_buf() })
+    }
+
+    /// The identity of projector files (in level order), as calibrations record it: sha256 over
+    /// the files' sha256s.
+    pub fn identity_of<'a>(files: impl IntoIterator<Item = &'a [u8]>) -> [u8; 32] {
+        let mut all = Sha256::new();
+        for bytes in files {
+            all.update(Sha256::digest(bytes));
+        }
+        all.finalize().into()
     }
 
     /// The identity of the projector files (`None` for the identity projector).

@@ -392,6 +392,7 @@ struct Worker {
     archive: Option<Archive>,
     display: Option<Framebuffer>,
     model: Option<Model>,
+    bundle: Option<crate::bundle::Loaded>,
     source: Option<Box<dyn FrameSource + Send>>,
     inspector: Option<(Inspector, f32)>,
     ok_seen: u64,
@@ -404,7 +405,7 @@ impl Worker {
         archive: Option<Archive>,
         display: Option<Framebuffer>,
     ) -> Self {
-        Self { config, footer, archive, display, model: None, source: None, inspector: None, ok_seen: 0 }
+        Self { config, footer, archive, display, model: None, bundle: None, source: None, inspector: None, ok_seen: 0 }
     }
 
     fn run(mut self, jobs: Receiver<Job>, events: Sender<Event>) {
@@ -447,14 +448,21 @@ impl Worker {
     /// Opens what is missing; `None` when the box can inspect, else the fault and why.
     fn establish(&mut self) -> Option<(Fault, String)> {
         if self.model.is_none() {
-            match Model::load(self.config.model.manifest.as_deref()) {
-                Ok(m) => self.model = Some(m),
+            let loaded = match &self.config.model.bundle {
+                Some(path) => crate::bundle::load(path).map(|b| (b.model.clone(), Some(b))),
+                None => Model::load(self.config.model.manifest.as_deref()).map(|m| (m, None)),
+            };
+            match loaded {
+                Ok((m, b)) => {
+                    self.model = Some(m);
+                    self.bundle = b;
+                }
                 Err(e) => return Some((Fault::Model, e.to_string())),
             }
         }
         if self.inspector.is_none() {
             let model = self.model.as_ref()?;
-            match load_inspector(&self.config, model) {
+            match load_inspector(&self.config, model, self.bundle.as_ref()) {
                 Ok(i) => {
                     tracing::info!("calibration {} loaded", self.config.model.calibration.display());
                     self.inspector = Some(i);
@@ -543,11 +551,19 @@ impl Worker {
     }
 }
 
-/// The frame path from a configuration's calibration and projector, and its threshold.
-pub fn load_inspector(config: &BoxConfig, model: &Model) -> Result<(Inspector, f32)> {
+/// The frame path from a configuration's calibration and projector (the bundle's, when the
+/// configuration names a bundle), and its threshold.
+pub fn load_inspector(
+    config: &BoxConfig,
+    model: &Model,
+    bundle: Option<&crate::bundle::Loaded>,
+) -> Result<(Inspector, f32)> {
     let path = &config.model.calibration;
     let calib = crate::calibrate::read_calibration(path)?;
-    let projector = crate::projector::Projector::open(config.model.projector.as_deref(), model, calib.working_side)?;
+    let projector = match bundle {
+        Some(b) => b.projector(calib.working_side)?,
+        None => crate::projector::Projector::open(config.model.projector.as_deref(), model, calib.working_side)?,
+    };
     let threads = config.model.threads.unwrap_or_else(crate::calibrate::default_threads);
     let inspector =
         crate::calibrate::inspector(model, projector, &calib, threads).map_err(|e| Error::bad_file(path, e))?;
