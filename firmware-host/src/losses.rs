@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softplus;
 
 /// Which formulation of the losses to train with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LossVariant {
     /// The released code: a = √(‖x‖+1) − 1, an adaptive shell [0.99·r_max, r_max] with
     /// r_max = min(0.9 · smallest anomalous a, 0.4), anomalies pushed past r_max + 0.75; both views
@@ -76,7 +76,7 @@ pub fn angle_loss(
 }
 
 /// What the norm loss saw in one call: the radius statistics that go into the model calibration.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NormStats {
     /// r_max used (the adaptive shell's outer radius, or the fixed r).
     pub r_max: f32,

@@ -3,7 +3,7 @@
 
 use edge_ad_host::{bundle, manifest};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -36,6 +36,19 @@ enum Command {
         #[arg(long)]
         spec: PathBuf,
         /// Manifest file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Export a checkpoint (from `pretrain --checkpoint`) as `<level>.onnx` per level and
+    /// `model.calib`, as pretrain writes them.
+    Export {
+        /// The checkpoint folder.
+        #[arg(long, value_name = "DIR")]
+        checkpoint: PathBuf,
+        /// Backbone manifest the checkpoint was trained on (default: the embedded one).
+        #[arg(long, value_name = "MANIFEST")]
+        backbone: Option<PathBuf>,
+        /// Folder to write into.
         #[arg(long)]
         out: PathBuf,
     },
@@ -83,6 +96,12 @@ struct PretrainArgs {
     /// Where to train.
     #[arg(long, value_enum, default_value = "cpu")]
     device: DeviceArg,
+    /// Write a checkpoint (safetensors weights + checkpoint.json) here after every epoch.
+    #[arg(long, value_name = "DIR")]
+    checkpoint: Option<PathBuf>,
+    /// Continue from the checkpoint in --checkpoint up to --epochs.
+    #[arg(long, requires = "checkpoint")]
+    resume: bool,
     /// Epochs.
     #[arg(long, default_value_t = 10)]
     epochs: usize,
@@ -245,29 +264,45 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let steps = samples.len().div_ceil(batch) * epochs;
     let b = bar(steps as u64, "train");
     let started = Instant::now();
-    let (projectors, report) = train::train(&samples, &sizes, &settings, &device, &|epoch, _, loss| {
-        b.inc(1);
-        b.set_message(format!("epoch {epoch} loss {loss:.3}"));
-    });
+    let resume = match (&a.checkpoint, a.resume) {
+        (Some(dir), true) => {
+            let (projectors, state) = train::checkpoint::load(dir, &device)?;
+            if state.backbone != edge_ad::model::hex(&model.manifest.sha256) || state.sizes != sizes {
+                bail!("{}: the checkpoint was made for another backbone or projector size", dir.display());
+            }
+            if state.epochs_done >= epochs {
+                bail!("{}: already {} epochs; ask for more with --epochs", dir.display(), state.epochs_done);
+            }
+            b.inc((samples.len().div_ceil(batch) * state.epochs_done) as u64);
+            Some(train::Resume { projectors, epochs_done: state.epochs_done, report: state.report })
+        }
+        _ => None,
+    };
+    let state = |epochs_done: usize, report: &train::TrainReport| train::checkpoint::State {
+        epochs_done,
+        sizes: sizes.clone(),
+        variant: settings.variant,
+        samples: samples.len(),
+        seed,
+        backbone: edge_ad::model::hex(&model.manifest.sha256),
+        report: report.clone(),
+    };
+    let mut save_checkpoint = |done: usize, p: &train::Projectors, r: &train::TrainReport| match &a.checkpoint {
+        Some(dir) => train::checkpoint::save(dir, p, &state(done, r)),
+        None => Ok(()),
+    };
+    let (projectors, report) =
+        train::train(&samples, &sizes, &settings, &device, resume, &mut save_checkpoint, &|epoch, _, loss| {
+            b.inc(1);
+            b.set_message(format!("epoch {epoch} loss {loss:.3}"));
+        })?;
     b.finish_and_clear();
     let train_s = started.elapsed().as_secs_f64();
-    std::fs::create_dir_all(&out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let mut files = Vec::new();
-    for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
-        let file = format!("{}.onnx", level.output);
-        let bytes = export_level(p);
-        edge_ad::output::write_atomic(&out.join(&file), &bytes)?;
-        files.push((file, bytes));
-    }
     let loss_name = match loss {
         LossArg::Official => "official",
         LossArg::Paper => "paper",
     };
-    let calibration =
-        bundle::model_calibration(&model, &files, &report.radius, loss_name, samples.len(), epochs, seed)?;
-    let calib_path = out.join(bundle::MODEL_CALIBRATION);
-    let bytes = edge_ad_calib::encode(&calibration).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
-    edge_ad::output::write_atomic(&calib_path, &bytes)?;
+    write_projector(&out, &model, &projectors, &report, loss_name, samples.len(), epochs, seed)?;
     println!(
         "pretrained on {} samples ({source}) in {:.1} s features{} + {:.1} s training; loss per epoch {:?}; {} steps skipped",
         samples.len(),
@@ -284,6 +319,57 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         );
     }
     println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Writes `<level>.onnx` per level and `model.calib` into `out`.
+#[allow(clippy::too_many_arguments)]
+fn write_projector(
+    out: &Path,
+    model: &Model,
+    projectors: &train::Projectors,
+    report: &train::TrainReport,
+    loss: &str,
+    samples: usize,
+    epochs: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let mut files = Vec::new();
+    for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
+        let file = format!("{}.onnx", level.output);
+        let bytes = export_level(p);
+        edge_ad::output::write_atomic(&out.join(&file), &bytes)?;
+        files.push((file, bytes));
+    }
+    let calibration = bundle::model_calibration(model, &files, &report.radius, loss, samples, epochs, seed)?;
+    let calib_path = out.join(bundle::MODEL_CALIBRATION);
+    let bytes = edge_ad_calib::encode(&calibration).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
+    edge_ad::output::write_atomic(&calib_path, &bytes)?;
+    Ok(())
+}
+
+fn export(checkpoint: PathBuf, backbone: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+    let model = Model::load(backbone.as_deref())?;
+    let device = Device::flex();
+    let (projectors, state) = train::checkpoint::load(&checkpoint, &device)?;
+    if state.backbone != edge_ad::model::hex(&model.manifest.sha256) {
+        bail!("{}: trained on another backbone than {}", checkpoint.display(), model.origin);
+    }
+    if state.sizes.len() != model.manifest.levels.len() {
+        bail!(
+            "{}: {} levels, the backbone has {}",
+            checkpoint.display(),
+            state.sizes.len(),
+            model.manifest.levels.len()
+        );
+    }
+    let loss = match state.variant {
+        LossVariant::Official => "official",
+        LossVariant::Paper => "paper",
+    };
+    write_projector(&out, &model, &projectors, &state.report, loss, state.samples, state.epochs_done, state.seed)?;
+    println!("exported {} ({} epochs) to {}", checkpoint.display(), state.epochs_done, out.display());
     Ok(())
 }
 
@@ -308,6 +394,7 @@ fn main() -> ExitCode {
         Command::Manifest { spec, out } => manifest::write_manifest(&spec, &out),
         Command::Pretrain(a) => pretrain(a),
         Command::Bundle { backbone, projector, out } => write_bundle(backbone, projector, out),
+        Command::Export { checkpoint, backbone, out } => export(checkpoint, backbone, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

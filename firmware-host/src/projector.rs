@@ -18,7 +18,7 @@ pub fn tensor_values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// Sizes of one level's projector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProjectorSize {
     /// Feature channels C (input = output width).
     pub channels: usize,

@@ -53,7 +53,7 @@ impl Default for TrainSettings {
 }
 
 /// What training measured.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct TrainReport {
     /// Mean loss per epoch.
     pub epoch_loss: Vec<f32>,
@@ -98,26 +98,47 @@ pub fn lr_at(base: f64, epoch: usize, epochs: usize) -> f64 {
     }
 }
 
-/// Trains projectors of `sizes` on `samples`; `progress(epoch, step, loss)` after each step.
+/// Where a resumed run starts: the weights and report after `epochs_done` epochs.
+pub struct Resume {
+    /// The weights to continue from.
+    pub projectors: Projectors,
+    /// Epochs already trained.
+    pub epochs_done: usize,
+    /// What those epochs measured.
+    pub report: TrainReport,
+}
+
+/// Trains projectors of `sizes` on `samples`; `progress(epoch, step, loss)` after each step and
+/// `epoch_done(epochs so far, projectors, report)` after each epoch (to checkpoint). A resumed
+/// run continues the learning-rate schedule from its epoch; Adam's moments start afresh, and
+/// the shuffles differ from an uninterrupted run's.
 pub fn train(
     samples: &[Sample],
     sizes: &[ProjectorSize],
     settings: &TrainSettings,
     device: &Device,
+    resume: Option<Resume>,
+    epoch_done: &mut dyn FnMut(usize, &Projectors, &TrainReport) -> anyhow::Result<()>,
     progress: &dyn Fn(usize, usize, f32),
-) -> (Projectors, TrainReport) {
-    let mut rng = StdRng::seed_from_u64(settings.seed);
+) -> anyhow::Result<(Projectors, TrainReport)> {
+    let start = resume.as_ref().map_or(0, |r| r.epochs_done);
+    let mut rng = StdRng::seed_from_u64(settings.seed.wrapping_add(start as u64));
     device.seed(settings.seed);
-    let mut model = Projectors { levels: sizes.iter().map(|s| LevelProjector::new(*s, device)).collect() };
+    let (mut model, mut report) = match resume {
+        Some(r) => (r.projectors, r.report),
+        None => (
+            Projectors { levels: sizes.iter().map(|s| LevelProjector::new(*s, device)).collect() },
+            TrainReport::default(),
+        ),
+    };
     let mut optim = AdamConfig::new().with_weight_decay(Some(WeightDecayConfig::new(settings.weight_decay))).init();
     let channels: Vec<usize> = sizes.iter().map(|s| s.channels).collect();
     let centers: Vec<Tensor<1>> = centers(samples, &channels)
         .into_iter()
         .map(|c| Tensor::from_data(TensorData::new(c.clone(), [c.len()]), device))
         .collect();
-    let mut report = TrainReport::default();
     let mut order: Vec<usize> = (0..samples.len()).collect();
-    for epoch in 0..settings.epochs {
+    for epoch in start..settings.epochs {
         order.shuffle(&mut rng);
         let lr = lr_at(settings.lr, epoch, settings.epochs);
         let (mut total, mut steps) = (0.0f32, 0usize);
@@ -197,8 +218,80 @@ pub fn train(
                 }
             })
             .collect();
+        epoch_done(epoch + 1, &model, &report)?;
     }
-    (model, report)
+    Ok((model, report))
+}
+
+/// A training checkpoint: the weights (safetensors, through burn-store) and, beside them, what
+/// is needed to resume or export (`checkpoint.json`).
+pub mod checkpoint {
+    use std::path::Path;
+
+    use anyhow::{bail, Context, Result};
+    use burn::prelude::Device;
+    use burn::store::{ModuleSnapshot, SafetensorsStore};
+
+    use super::{Projectors, TrainReport};
+    use crate::losses::LossVariant;
+    use crate::projector::{LevelProjector, ProjectorSize};
+
+    const WEIGHTS: &str = "checkpoint.safetensors";
+    const STATE: &str = "checkpoint.json";
+
+    /// What a checkpoint records besides the weights.
+    #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+    pub struct State {
+        /// Epochs trained so far.
+        pub epochs_done: usize,
+        /// Projector sizes per level.
+        pub sizes: Vec<ProjectorSize>,
+        /// The loss variant.
+        pub variant: LossVariant,
+        /// Training samples.
+        pub samples: usize,
+        /// The seed.
+        pub seed: u64,
+        /// The backbone's sha256 (hex): a checkpoint only resumes on the same backbone.
+        pub backbone: String,
+        /// What the epochs so far measured.
+        pub report: TrainReport,
+    }
+
+    /// Writes the weights and state into `dir` (the state last, so a checkpoint with a state has
+    /// its weights).
+    pub fn save(dir: &Path, projectors: &Projectors, state: &State) -> Result<()> {
+        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let weights = dir.join(WEIGHTS);
+        // burn-store writes through a temporary file and renames it: an interrupted save keeps
+        // the previous checkpoint.
+        let mut store = SafetensorsStore::from_file(&weights).overwrite(true);
+        projectors.save_into(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
+        let json = serde_json::to_vec_pretty(state)?;
+        edge_ad::output::write_atomic(&dir.join(STATE), &json)?;
+        Ok(())
+    }
+
+    /// Reads a checkpoint from `dir`.
+    pub fn load(dir: &Path, device: &Device) -> Result<(Projectors, State)> {
+        let state_path = dir.join(STATE);
+        let text = std::fs::read_to_string(&state_path)
+            .with_context(|| format!("{}: no checkpoint state here", state_path.display()))?;
+        let state: State =
+            serde_json::from_str(&text).with_context(|| format!("{}: not a checkpoint state", state_path.display()))?;
+        if state.sizes.is_empty() {
+            bail!("{}: no levels", state_path.display());
+        }
+        let mut projectors =
+            Projectors { levels: state.sizes.iter().map(|s| LevelProjector::new(*s, device)).collect() };
+        let weights = dir.join(WEIGHTS);
+        let mut store = SafetensorsStore::from_file(&weights);
+        let applied = projectors.load_from(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
+        if !applied.missing.is_empty() || !applied.errors.is_empty() {
+            bail!("{}: does not fit the recorded sizes ({} tensors missing)", weights.display(), applied.missing.len());
+        }
+        Ok((projectors, state))
+    }
 }
 
 #[cfg(test)]

@@ -90,3 +90,32 @@ fn a_malformed_tree_or_an_unbuilt_device_is_a_clear_error() {
     }
     assert!(!out.exists(), "nothing written on error");
 }
+
+#[test]
+fn checkpoints_resume_and_export_give_the_projector_pretrain_wrote() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, ckpt, exported) = (tmp.path().join("proj"), tmp.path().join("ckpt"), tmp.path().join("exported"));
+    let base = ["--images", "4", "--references", "2", "--batch", "4", "--checkpoint", s(&ckpt), "--out", s(&out)];
+    let (ok, _, stderr) = host(&[&["pretrain", "--epochs", "1"][..], &base].concat());
+    assert!(ok, "{stderr}");
+    assert!(ckpt.join("checkpoint.safetensors").is_file() && ckpt.join("checkpoint.json").is_file());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ckpt.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(state["epochs_done"], 1);
+    // Resume to 2 epochs: the report carries both epochs' losses.
+    let (ok, stdout, stderr) = host(&[&["pretrain", "--epochs", "2", "--resume"][..], &base].concat());
+    assert!(ok, "{stderr}");
+    let losses = stdout.split("loss per epoch [").nth(1).unwrap().split(']').next().unwrap();
+    assert_eq!(losses.split(',').count(), 2, "{stdout}");
+    // Export of the checkpoint = what pretrain wrote, file for file.
+    let (ok, _, stderr) = host(&["export", "--checkpoint", s(&ckpt), "--out", s(&exported)]);
+    assert!(ok, "{stderr}");
+    for f in ["feat_s8.onnx", "feat_s16.onnx", "model.calib"] {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(exported.join(f)).unwrap(), "{f}");
+    }
+    // Nothing more to do at 2 epochs; a missing checkpoint is named.
+    let (ok, _, stderr) = host(&[&["pretrain", "--epochs", "2", "--resume"][..], &base].concat());
+    assert!(!ok && stderr.contains("already 2 epochs"), "{stderr}");
+    let (ok, _, stderr) = host(&["export", "--checkpoint", s(&tmp.path().join("none")), "--out", s(&exported)]);
+    assert!(!ok && stderr.contains("checkpoint.json"), "{stderr}");
+}
