@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// A dataset layout.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A dataset layout (the command line's `--layout` names are the lower-case variant names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layout {
     /// `<class>/train/good`, `test/<defect>`, `ground_truth/<defect>/<stem>_mask.png`.
     Mvtec,
@@ -23,18 +23,6 @@ pub enum Layout {
     Mvtec3d,
     /// `realiad_jsons/<class>.json` lists, images under `realiad_512/<class>/` (or the root).
     Realiad,
-}
-
-impl Layout {
-    /// Every layout with its command-line name.
-    pub const ALL: [(&'static str, Layout); 6] = [
-        ("mvtec", Layout::Mvtec),
-        ("visa", Layout::Visa),
-        ("btad", Layout::Btad),
-        ("mpdd", Layout::Mpdd),
-        ("mvtec3d", Layout::Mvtec3d),
-        ("realiad", Layout::Realiad),
-    ];
 }
 
 /// One training image.
@@ -129,13 +117,19 @@ fn mask_for(image: &Path, candidates: &[PathBuf]) -> Result<PathBuf> {
         .with_context(|| format!("{}: its mask is missing (looked for {})", image.display(), candidates[0].display()))
 }
 
+/// A class of a folder layout named after `dir`, whose `normal` images are both the reference
+/// pool and the first training items.
+fn with_normal(dir: &Path, normal: Vec<PathBuf>) -> Class {
+    let items = normal.iter().map(|p| Item { image: p.clone(), mask: None, view: None }).collect();
+    Class { name: name_of(dir), normal: normal.into_iter().map(|p| (p, None)).collect(), items }
+}
+
 fn mvtec_class(dir: &Path) -> Result<Class> {
     let good = dir.join("train/good");
     if !good.is_dir() {
         bail!("{}: missing (an MVTec AD class needs train/good)", good.display());
     }
-    let normal = images(&good)?;
-    let mut items: Vec<Item> = normal.iter().map(|p| Item { image: p.clone(), mask: None, view: None }).collect();
+    let mut class = with_normal(dir, images(&good)?);
     let test = dir.join("test");
     if test.is_dir() {
         for defect in subdirs(&test)? {
@@ -147,11 +141,11 @@ fn mvtec_class(dir: &Path) -> Result<Class> {
                     let gt = dir.join("ground_truth").join(&kind);
                     Some(mask_for(&image, &[gt.join(format!("{}_mask.png", stem_of(&image)))])?)
                 };
-                items.push(Item { image, mask, view: None });
+                class.items.push(Item { image, mask, view: None });
             }
         }
     }
-    Ok(Class { name: name_of(dir), normal: normal.into_iter().map(|p| (p, None)).collect(), items })
+    Ok(class)
 }
 
 fn btad_class(dir: &Path) -> Result<Class> {
@@ -159,8 +153,7 @@ fn btad_class(dir: &Path) -> Result<Class> {
     if !ok.is_dir() {
         bail!("{}: missing (a BTAD class needs train/ok)", ok.display());
     }
-    let normal = images(&ok)?;
-    let mut items: Vec<Item> = normal.iter().map(|p| Item { image: p.clone(), mask: None, view: None }).collect();
+    let mut class = with_normal(dir, images(&ok)?);
     for (sub, anomalous) in [("test/ok", false), ("test/ko", true)] {
         let d = dir.join(sub);
         if !d.is_dir() {
@@ -174,10 +167,10 @@ fn btad_class(dir: &Path) -> Result<Class> {
             } else {
                 None
             };
-            items.push(Item { image, mask, view: None });
+            class.items.push(Item { image, mask, view: None });
         }
     }
-    Ok(Class { name: name_of(dir), normal: normal.into_iter().map(|p| (p, None)).collect(), items })
+    Ok(class)
 }
 
 fn mvtec3d_class(dir: &Path) -> Result<Class> {
@@ -190,7 +183,7 @@ fn mvtec3d_class(dir: &Path) -> Result<Class> {
     if validation.is_dir() {
         normal.extend(images(&validation)?);
     }
-    let mut items: Vec<Item> = normal.iter().map(|p| Item { image: p.clone(), mask: None, view: None }).collect();
+    let mut class = with_normal(dir, normal);
     let test = dir.join("test");
     if test.is_dir() {
         for defect in subdirs(&test)? {
@@ -202,11 +195,11 @@ fn mvtec3d_class(dir: &Path) -> Result<Class> {
             for image in images(&rgb)? {
                 let mask =
                     if good { None } else { Some(mask_for(&image, &[defect.join("gt").join(name_of(&image))])?) };
-                items.push(Item { image, mask, view: None });
+                class.items.push(Item { image, mask, view: None });
             }
         }
     }
-    Ok(Class { name: name_of(dir), normal: normal.into_iter().map(|p| (p, None)).collect(), items })
+    Ok(class)
 }
 
 /// VisA: `split_csv/1cls.csv` with the header `object,split,label,image,mask`; `label` is

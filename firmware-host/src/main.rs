@@ -81,7 +81,7 @@ struct PretrainArgs {
     data: Option<PathBuf>,
     /// The dataset's layout.
     #[arg(long, value_enum, requires = "data")]
-    layout: Option<LayoutArg>,
+    layout: Option<Layout>,
     /// Train on the dataset's normal images only, half of them with a synthetic anomaly
     /// (cut-paste, noise-shaped foreign-texture blend, scratch); no defect image is read.
     #[arg(long, requires = "data")]
@@ -127,29 +127,6 @@ struct PretrainArgs {
     /// Seed (same seed, same projector).
     #[arg(long, default_value_t = 42)]
     seed: u64,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LayoutArg {
-    Mvtec,
-    Visa,
-    Btad,
-    Mpdd,
-    Mvtec3d,
-    Realiad,
-}
-
-impl From<LayoutArg> for Layout {
-    fn from(l: LayoutArg) -> Self {
-        match l {
-            LayoutArg::Mvtec => Layout::Mvtec,
-            LayoutArg::Visa => Layout::Visa,
-            LayoutArg::Btad => Layout::Btad,
-            LayoutArg::Mpdd => Layout::Mpdd,
-            LayoutArg::Mvtec3d => Layout::Mvtec3d,
-            LayoutArg::Realiad => Layout::Realiad,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -209,7 +186,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let side = model.manifest.input_side;
     let mut extractor = Extractor::new(&model, side, side)?;
     let classes = match (&a.data, a.layout) {
-        (Some(root), Some(layout)) => datasets::load(root, layout.into())?,
+        (Some(root), Some(layout)) => datasets::load(root, layout)?,
         _ => Vec::new(),
     };
     let key = cache_key(&model, &a, &classes);
