@@ -38,16 +38,21 @@ impl Projector {
         manifest.levels.iter().map(|l| dir.join(format!("{}.onnx", l.output))).collect()
     }
 
-    /// Loads and compiles the projector of every level from `dir` for the given level shapes.
+    /// Loads and compiles the projector of every level from `dir` for the given level shapes; the
+    /// first problem in level order (a missing file, a graph that does not fit) is the error.
     pub fn from_dir(dir: &Path, manifest: &ModelManifest, shapes: &[(usize, usize, usize)]) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::bad_file(dir, "is not a folder of projector files (<level>.onnx)"));
         }
-        let files = Self::level_files(dir, manifest)
-            .into_iter()
-            .map(|path| std::fs::read(&path).map(|b| (path.clone(), b)).map_err(|e| Error::io(&path, e)))
-            .collect::<Result<Vec<_>>>()?;
-        Self::from_bytes(&files, shapes, dir)
+        let mut levels = Vec::new();
+        let mut all = Vec::new();
+        for (path, &shape) in Self::level_files(dir, manifest).iter().zip(shapes) {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            levels.push((compile_level(path, &bytes, shape)?, shape));
+            all.push(bytes);
+        }
+        let identity = Self::identity_of(all.iter().map(|b| b.as_slice()));
+        Ok(Self::Onnx { levels, identity, dir: dir.to_path_buf() })
     }
 
     /// Compiles one projector graph per level from `(name for messages, ONNX bytes)` in level
@@ -59,16 +64,11 @@ impl Projector {
                 format!("{} projector files for {} levels", files.len(), shapes.len()),
             ));
         }
-        let mut levels = Vec::new();
-        for ((path, bytes), &(c, h, w)) in files.iter().zip(shapes) {
-            let plan = tract_onnx::onnx()
-                .model_for_read(&mut std::io::Cursor::new(bytes))
-                .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
-                .and_then(|g| g.into_optimized())
-                .and_then(|g| g.into_runnable())
-                .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))?;
-            levels.push((plan, (c, h, w)));
-        }
+        let levels = files
+            .iter()
+            .zip(shapes)
+            .map(|((path, bytes), &shape)| Ok((compile_level(path, bytes, shape)?, shape)))
+            .collect::<Result<Vec<_>>>()?;
         let identity = Self::identity_of(files.iter().map(|(_, b)| b.as_slice()));
         Ok(Self::Onnx { levels, identity, dir: origin.to_path_buf() })
     }
@@ -110,4 +110,18 @@ impl Projector {
         map.fill_from_chw(&flat);
         Ok(())
     }
+}
+
+/// One level's projector graph compiled for [1, C, H, W]; `path` names it in errors.
+fn compile_level(
+    path: &Path,
+    bytes: &[u8],
+    (c, h, w): (usize, usize, usize),
+) -> Result<std::sync::Arc<TypedRunnableModel>> {
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+        .and_then(|g| g.into_optimized())
+        .and_then(|g| g.into_runnable())
+        .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))
 }
