@@ -236,17 +236,23 @@ fn main() -> ExitCode {
         .init();
     let threads = cli.threads.unwrap_or_else(calibrate::default_threads).max(1);
     let mut cli = cli;
-    let loaded = box_config_model(&mut cli).and_then(|_| match &cli.bundle {
-        Some(path) => edge_ad::bundle::load(path).map(|b| BoxModel { model: b.model.clone(), bundle: Some(b) }),
-        None => Model::load(cli.model.as_deref()).map(|model| BoxModel { model, bundle: None }),
+    // serve and status read their model from box.toml (or need none): nothing to load here.
+    let needs_model = !matches!(cli.command, Command::Serve(_) | Command::Status(_));
+    let loaded = box_config_model(&mut cli).and_then(|_| match (&cli.bundle, needs_model) {
+        (_, false) => Ok(None),
+        (Some(path), true) => {
+            edge_ad::bundle::load(path).map(|b| Some(BoxModel { model: b.model.clone(), bundle: Some(b) }))
+        }
+        (None, true) => Model::load(cli.model.as_deref()).map(|model| Some(BoxModel { model, bundle: None })),
     });
-    let result = loaded.and_then(|model| match cli.command {
-        Command::Calibrate(a) => cmd_calibrate(&model, threads, a),
-        Command::Run(a) => cmd_run(&model, threads, a),
-        Command::Eval(a) => cmd_eval(&model, threads, a),
-        Command::Demo(a) => cmd_demo(&model, threads, a),
-        Command::Serve(a) => cmd_serve(a),
-        Command::Status(a) => cmd_status(a),
+    let result = loaded.and_then(|model| match (cli.command, model) {
+        (Command::Serve(a), _) => cmd_serve(a),
+        (Command::Status(a), _) => cmd_status(a),
+        (Command::Calibrate(a), Some(model)) => cmd_calibrate(&model, threads, a),
+        (Command::Run(a), Some(model)) => cmd_run(&model, threads, a),
+        (Command::Eval(a), Some(model)) => cmd_eval(&model, threads, a),
+        (Command::Demo(a), Some(model)) => cmd_demo(&model, threads, a),
+        (_, None) => Err(Error::Invalid("no model loaded".into())),
     });
     match result {
         Ok(code) => code,
