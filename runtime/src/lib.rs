@@ -5,6 +5,12 @@
 //! [`anomaly_map`] → [`decision`] → [`output`]. [`pipeline`] wires the stages, [`calibrate`] makes
 //! a site calibration from K good parts, [`eval`] measures the whole on MVTec-layout datasets
 //! ([`dataset`], [`metrics`]), and [`synth`] generates such datasets for demos and tests.
+//! [`bundle`] reads the host tool's flashing bundles.
+//!
+//! The box on the line (`edge-ad serve`): [`config`] reads box.toml, [`camera`] (V4L2) is a
+//! frame source, [`trigger`] turns inputs into triggers, [`handshake`] is the PLC state machine
+//! over [`gpio`] lines, [`overlay`] draws what the operator sees, [`archive`] keeps NG parts,
+//! [`counters`] counts, and [`serve`] wires them.
 #![deny(unsafe_code)]
 
 pub mod anomaly_map;
