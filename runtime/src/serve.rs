@@ -6,7 +6,7 @@
 //!   inspects it, sends the verdict back, and only then draws the overlay for the archive and
 //!   the display; it also reports whether the box can inspect (camera present, calibration
 //!   loaded) whenever that changes, and keeps retrying what is missing;
-//! - trigger threads feed signals (see [`trigger`](crate::trigger)); the archive writes on its own.
+//! - trigger threads feed signals (see [`crate::trigger`]); the archive writes on its own.
 //!
 //! The lines are in the safe state until the worker says the box can inspect, and go back to it
 //! on every fault, on SIGTERM/SIGINT, and on the way out.
