@@ -20,13 +20,10 @@ fn name(s: &str) -> Result<Name> {
 
 /// The projector files of `dir` for `model`'s levels, as (file name, bytes), in level order.
 pub fn projector_files(dir: &Path, model: &Model) -> Result<Vec<(String, Vec<u8>)>> {
-    model
-        .manifest
-        .levels
-        .iter()
-        .map(|l| {
-            let file = format!("{}.onnx", l.output);
-            let path = dir.join(&file);
+    let names = model.manifest.levels.iter().map(Projector::file_name);
+    names
+        .zip(Projector::level_files(dir, &model.manifest))
+        .map(|(file, path)| {
             let bytes =
                 std::fs::read(&path).with_context(|| format!("{}: cannot read the projector", path.display()))?;
             Ok((file, bytes))

@@ -110,6 +110,11 @@ fn sample(
         .collect())
 }
 
+/// The random stream of the `i`th texture or class under `seed`.
+fn class_rng(seed: u64, i: usize) -> StdRng {
+    StdRng::seed_from_u64(seed.wrapping_mul(7919).wrapping_add(i as u64))
+}
+
 /// Residual samples for `textures`, generated in memory. `progress` is called once per image.
 pub fn synthetic_samples(
     extractor: &mut Extractor,
@@ -121,7 +126,7 @@ pub fn synthetic_samples(
     let side = extractor.working_side() as usize;
     let mut samples = Vec::new();
     for (t, texture) in textures.iter().enumerate() {
-        let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(7919).wrapping_add(t as u64));
+        let mut rng = class_rng(spec.seed, t);
         let refs: Vec<Vec<FeatureMap>> = (0..spec.references)
             .map(|_| {
                 progress();
@@ -182,7 +187,7 @@ pub fn dataset_samples(
     let side = extractor.working_side() as usize;
     let mut samples = Vec::new();
     for (c, class) in classes.iter().enumerate() {
-        let mut rng = StdRng::seed_from_u64(spec.seed.wrapping_mul(7919).wrapping_add(c as u64));
+        let mut rng = class_rng(spec.seed, c);
         let all: Vec<Item> = if spec.synthetic {
             class.normal.iter().map(|(p, v)| Item { image: p.clone(), mask: None, view: *v }).collect()
         } else {

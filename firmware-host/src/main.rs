@@ -314,7 +314,7 @@ fn write_projector(
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut files = Vec::new();
     for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
-        let file = format!("{}.onnx", level.output);
+        let file = edge_ad::projector::Projector::file_name(level);
         let bytes = export_level(p);
         edge_ad::output::write_atomic(&out.join(&file), &bytes)?;
         files.push((file, bytes));

@@ -38,6 +38,15 @@ impl Loaded {
     }
 }
 
+/// The backbone from a bundle (with the bundle, for its projector) when `bundle` is given, else
+/// from the manifest at `manifest` (the embedded default for `None`).
+pub fn open_model(bundle: Option<&Path>, manifest: Option<&Path>) -> Result<(Model, Option<Loaded>)> {
+    match bundle {
+        Some(path) => load(path).map(|b| (b.model.clone(), Some(b))),
+        None => Model::load(manifest).map(|m| (m, None)),
+    }
+}
+
 /// Reads and checks the bundle at `path`: header, checksum, structure, and every file's sha256;
 /// the model calibration must name the backbone and projector the bundle holds.
 pub fn load(path: &Path) -> Result<Loaded> {
@@ -59,7 +68,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let mut projector_files = Vec::new();
     if bundle.files.len() > 1 {
         for level in &bundle.manifest.levels {
-            let name = format!("{}.onnx", level.output);
+            let name = Projector::file_name(level);
             let f = bundle
                 .file(&name)
                 .ok_or_else(|| Error::bad_file(path, format!("no projector file {name} for level {}", level.output)))?;

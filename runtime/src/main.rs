@@ -238,12 +238,12 @@ fn main() -> ExitCode {
     let mut cli = cli;
     // serve and status read their model from box.toml (or need none): nothing to load here.
     let needs_model = !matches!(cli.command, Command::Serve(_) | Command::Status(_));
-    let loaded = box_config_model(&mut cli).and_then(|_| match (&cli.bundle, needs_model) {
-        (_, false) => Ok(None),
-        (Some(path), true) => {
-            edge_ad::bundle::load(path).map(|b| Some(BoxModel { model: b.model.clone(), bundle: Some(b) }))
+    let loaded = box_config_model(&mut cli).and_then(|_| {
+        if !needs_model {
+            return Ok(None);
         }
-        (None, true) => Model::load(cli.model.as_deref()).map(|model| Some(BoxModel { model, bundle: None })),
+        let (model, bundle) = edge_ad::bundle::open_model(cli.bundle.as_deref(), cli.model.as_deref())?;
+        Ok(Some(BoxModel { model, bundle }))
     });
     let result = loaded.and_then(|model| match (cli.command, model) {
         (Command::Serve(a), _) => cmd_serve(a),

@@ -33,9 +33,14 @@ impl Projector {
         Ok(std::sync::Arc::new(Self::from_dir(dir, &model.manifest, &shapes)?))
     }
 
-    /// The projector files of `dir`: `<level output name>.onnx` for each level of the manifest.
+    /// The projector file name of a level: `<level output name>.onnx`.
+    pub fn file_name(level: &edge_ad_calib::LevelSpec) -> String {
+        format!("{}.onnx", level.output)
+    }
+
+    /// The projector files of `dir`: [`Self::file_name`] for each level of the manifest.
     pub fn level_files(dir: &Path, manifest: &ModelManifest) -> Vec<PathBuf> {
-        manifest.levels.iter().map(|l| dir.join(format!("{}.onnx", l.output))).collect()
+        manifest.levels.iter().map(|l| dir.join(Self::file_name(l))).collect()
     }
 
     /// Loads and compiles the projector of every level from `dir` for the given level shapes; the

@@ -448,11 +448,8 @@ impl Worker {
     /// Opens what is missing; `None` when the box can inspect, else the fault and why.
     fn establish(&mut self) -> Option<(Fault, String)> {
         if self.model.is_none() {
-            let loaded = match &self.config.model.bundle {
-                Some(path) => crate::bundle::load(path).map(|b| (b.model.clone(), Some(b))),
-                None => Model::load(self.config.model.manifest.as_deref()).map(|m| (m, None)),
-            };
-            match loaded {
+            let model = &self.config.model;
+            match crate::bundle::open_model(model.bundle.as_deref(), model.manifest.as_deref()) {
                 Ok((m, b)) => {
                     self.model = Some(m);
                     self.bundle = b;
