@@ -268,9 +268,12 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
     let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good), "--projector", s(&proj), "--json"]);
     assert!(r.ok, "{}", r.stderr);
     assert_eq!(r.stdout.lines().count(), 6);
-    // The same calibration with the identity projector is refused: it was made with another model.
-    let r = edge_ad(&["run", "--calibration", s(&calib), "--source", s(&good)]);
-    assert!(!r.ok && r.stderr.contains("projector"), "{}", r.stderr);
+    // The same calibration with the identity or the default projector is refused: it was made
+    // with another model.
+    for other in [&["--projector", "none"][..], &[]] {
+        let r = edge_ad(&[&["run", "--calibration", s(&calib), "--source", s(&good)], other].concat());
+        assert!(!r.ok && r.stderr.contains("projector"), "{other:?}: {}", r.stderr);
+    }
 
     // The model calibration records the radius statistics and the files' digests.
     let mc: ModelCalibration = decode(&std::fs::read(proj.join("model.calib")).unwrap()).unwrap();
@@ -314,6 +317,44 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
 }
 
 #[test]
+fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/projector");
+    let files: Vec<Vec<u8>> =
+        ["feat_s8.onnx", "feat_s16.onnx"].iter().map(|f| std::fs::read(shipped.join(f)).unwrap()).collect();
+    let shipped_id = edge_ad::projector::Projector::identity_of(files.iter().map(|b| b.as_slice()));
+    let embedded = edge_ad::model::DEFAULT_PROJECTOR;
+    assert_eq!(
+        edge_ad::projector::Projector::identity_of(embedded.iter().map(|(_, b)| *b)),
+        shipped_id,
+        "the binary embeds the files in models/projector"
+    );
+    // models/projector/model.calib describes exactly these files on the default backbone.
+    let model = edge_ad::model::Model::embedded_default().unwrap();
+    let mc: ModelCalibration = decode(&std::fs::read(shipped.join("model.calib")).unwrap()).unwrap();
+    mc.validate().unwrap();
+    assert_eq!(mc.model.backbone_sha256, model.manifest.sha256);
+    assert_eq!(mc.model.projector_sha256, Some(shipped_id));
+    for (name, bytes) in ["feat_s8.onnx", "feat_s16.onnx"].iter().zip(&files) {
+        let digest = mc.files.iter().find(|f| f.name.as_str() == *name).unwrap().sha256;
+        assert_eq!(digest, edge_ad::model::sha256(bytes), "{name}");
+    }
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("data");
+    dataset(&root);
+    let good = root.join("weave/train/good");
+    let projector_of = |extra: &[&str]| {
+        let calib = tmp.path().join("d.calib");
+        let r = edge_ad(&[&["calibrate", "--shots", "3", "--source", s(&good), "--out", s(&calib)], extra].concat());
+        assert!(r.ok, "{extra:?}: {}", r.stderr);
+        decode::<SiteCalibration>(&std::fs::read(&calib).unwrap()).unwrap().model.projector_sha256
+    };
+    assert_eq!(projector_of(&[]), Some(shipped_id), "the default is the shipped projector");
+    assert_eq!(projector_of(&["--projector", s(&shipped)]), Some(shipped_id), "the same as the folder");
+    assert_eq!(projector_of(&["--projector", "none"]), None, "none is the identity");
+}
+
+#[test]
 fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
     // A calibration that passes its checksum and its own consistency checks, but whose banks do
     // not fit the model at its working side.
@@ -349,5 +390,9 @@ fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
     let good = tmp.path().join("good");
     std::fs::create_dir_all(&good).unwrap();
     image::RgbImage::new(64, 64).save(good.join("a.png")).unwrap();
-    fails(&["run", "--calibration", s(&path), "--source", s(&good)], "odd.calib", "calibration level 0 is 40×2×2");
+    fails(
+        &["run", "--calibration", s(&path), "--source", s(&good), "--projector", "none"],
+        "odd.calib",
+        "calibration level 0 is 40×2×2",
+    );
 }

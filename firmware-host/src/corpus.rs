@@ -30,6 +30,9 @@ pub struct LevelSample {
     pub angle_labels: Vec<bool>,
     /// Norm-loss labels: the cell's top-left pixel is anomalous (PyTorch `nearest`).
     pub norm_labels: Vec<bool>,
+    /// The cell or one of its eight neighbours holds an anomalous pixel: a CNN's features there
+    /// see the defect through their receptive field (see [`crate::train::LabelRule`]).
+    pub near_defect: Vec<bool>,
 }
 
 /// One image's residual features, per level.
@@ -65,11 +68,13 @@ fn jitter(image: &RgbImage, rng: &mut StdRng) -> RgbImage {
     out
 }
 
-/// Per-cell labels of a working-side mask for a level of `h`×`w` cells.
-fn cell_labels(mask: &[bool], side: usize, h: usize, w: usize) -> (Vec<bool>, Vec<bool>) {
+/// Per-cell labels of a working-side mask for a level of `h`×`w` cells: the angle labels, the
+/// norm labels and the near-defect flags of [`LevelSample`].
+fn cell_labels(mask: &[bool], side: usize, h: usize, w: usize) -> (Vec<bool>, Vec<bool>, Vec<bool>) {
     let (ch, cw) = (side / h, side / w);
     let mut angle = vec![false; h * w];
     let mut norm = vec![false; h * w];
+    let mut touched = vec![false; h * w];
     for cy in 0..h {
         for cx in 0..w {
             let mut count = 0;
@@ -78,9 +83,17 @@ fn cell_labels(mask: &[bool], side: usize, h: usize, w: usize) -> (Vec<bool>, Ve
             }
             angle[cy * w + cx] = count * 6 > ch * cw;
             norm[cy * w + cx] = mask[cy * ch * side + cx * cw];
+            touched[cy * w + cx] = count > 0;
         }
     }
-    (angle, norm)
+    let near = (0..h * w)
+        .map(|i| {
+            let (cy, cx) = (i / w, i % w);
+            (cy.saturating_sub(1)..(cy + 2).min(h))
+                .any(|y| (cx.saturating_sub(1)..(cx + 2).min(w)).any(|x| touched[y * w + x]))
+        })
+        .collect();
+    (angle, norm, near)
 }
 
 /// The sample of one image with its working-side mask, against the references' features: two
@@ -99,12 +112,13 @@ fn sample(
     Ok((0..f1.len())
         .map(|l| {
             let bank = ReferenceBank::from_maps(refs.iter().map(|r| &r[l]));
-            let (angle_labels, norm_labels) = cell_labels(mask, side, f1[l].height, f1[l].width);
+            let (angle_labels, norm_labels, near_defect) = cell_labels(mask, side, f1[l].height, f1[l].width);
             LevelSample {
                 view1: bank.residuals(&f1[l], threads).data,
                 view2: bank.residuals(&f2[l], threads).data,
                 angle_labels,
                 norm_labels,
+                near_defect,
             }
         })
         .collect())
@@ -261,8 +275,15 @@ mod tests {
         mask[8 + 2] = true;
         mask[16 + 1] = true;
         mask[4 * 8 + 4] = true;
-        let (angle, norm) = cell_labels(&mask, side, 2, 2);
+        let (angle, norm, near) = cell_labels(&mask, side, 2, 2);
         assert_eq!(angle, vec![true, false, false, false]);
         assert_eq!(norm, vec![false, false, false, true]);
+        assert_eq!(near, vec![true; 4]);
+        // On 4×4 cells of 2×2 pixels, one anomalous pixel in cell (0,0) reaches its neighbours only.
+        let mut mask = vec![false; 64];
+        mask[0] = true;
+        let (_, _, near) = cell_labels(&mask, side, 4, 4);
+        let expected: Vec<bool> = (0..16).map(|i| i / 4 < 2 && i % 4 < 2).collect();
+        assert_eq!(near, expected);
     }
 }

@@ -108,8 +108,8 @@ struct PretrainArgs {
     /// Images per step.
     #[arg(long, default_value_t = 8)]
     batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-4)]
+    /// Adam learning rate (the official code's: 1e-4).
+    #[arg(long, default_value_t = 1e-3)]
     lr: f64,
     /// Training images per texture of the generated corpus (half get a defect), or at most this
     /// many per class of a dataset.
@@ -121,9 +121,26 @@ struct PretrainArgs {
     /// Loss formulation.
     #[arg(long, value_enum, default_value = "official")]
     loss: LossArg,
+    /// λ, the angle-oriented contrastive loss's weight against the norm loss (1 in the paper and
+    /// the official code; 0, the default, trains with the norm loss alone, which measured better
+    /// here: see the README's ablation).
+    #[arg(long, default_value_t = 0.0)]
+    angle_weight: f32,
     /// Projector sizes.
     #[arg(long, value_enum, default_value = "edge")]
     size: SizeArg,
+    /// Feed the raw residuals to the projector, unscaled (by default each level's inputs are
+    /// scaled so the median normal residual has norm 1, the losses' scale).
+    #[arg(long)]
+    raw_inputs: bool,
+    /// Initialise every layer at random, as the official code (by default the projector starts
+    /// as the identity on its scaled inputs).
+    #[arg(long)]
+    random_start: bool,
+    /// How patches are labelled: `margin` leaves out cells that touch a defect without being
+    /// anomalous; `official` is the released code's rules.
+    #[arg(long, value_enum, default_value = "margin")]
+    labels: LabelArg,
     /// Seed (same seed, same projector).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -151,7 +168,7 @@ fn device(d: DeviceArg) -> anyhow::Result<Device> {
 fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
-    h.update(b"edge-ad-host samples v1");
+    h.update(b"edge-ad-host samples v2");
     h.update(model.manifest.sha256);
     h.update(format!("{:?}|{}|{}|{}|{}", a.data, a.synthetic_anomalies, a.images, a.references, a.seed));
     for c in classes {
@@ -171,6 +188,12 @@ enum LossArg {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum LabelArg {
+    Official,
+    Margin,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum SizeArg {
     Edge,
     Paper,
@@ -180,6 +203,9 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let PretrainArgs { epochs, batch, lr, images, references, loss, size, seed, .. } = a;
     if epochs == 0 || batch == 0 || images < 2 || references == 0 {
         bail!("--epochs, --batch and --references must be positive and --images at least 2");
+    }
+    if !(a.angle_weight.is_finite() && a.angle_weight >= 0.0) || !(lr.is_finite() && lr > 0.0) {
+        bail!("--angle-weight must be 0 or more and --lr positive");
     }
     let device = device(a.device)?;
     let model = Model::load(a.backbone.as_deref())?;
@@ -235,6 +261,13 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
             LossArg::Official => LossVariant::Official,
             LossArg::Paper => LossVariant::Paper,
         },
+        scale_inputs: !a.raw_inputs,
+        identity_start: !a.random_start,
+        angle_weight: a.angle_weight,
+        labels: match a.labels {
+            LabelArg::Official => train::LabelRule::Official,
+            LabelArg::Margin => train::LabelRule::Margin,
+        },
         seed,
         ..Default::default()
     };
@@ -255,8 +288,9 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         }
         _ => None,
     };
-    let state = |epochs_done: usize, report: &train::TrainReport| train::checkpoint::State {
+    let state = |epochs_done: usize, p: &train::Projectors, report: &train::TrainReport| train::checkpoint::State {
         epochs_done,
+        input_scales: p.levels.iter().map(|l| l.input_scale).collect(),
         sizes: sizes.clone(),
         variant: settings.variant,
         samples: samples.len(),
@@ -265,7 +299,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         report: report.clone(),
     };
     let mut save_checkpoint = |done: usize, p: &train::Projectors, r: &train::TrainReport| match &a.checkpoint {
-        Some(dir) => train::checkpoint::save(dir, p, &state(done, r)),
+        Some(dir) => train::checkpoint::save(dir, p, &state(done, p, r)),
         None => Ok(()),
     };
     let (projectors, report) =

@@ -139,6 +139,8 @@ pub fn export_level(p: &LevelProjector) -> Vec<u8> {
     let to_cl = g.shape(&[1, c as i64, -1]);
     let flat = g.node("Reshape", &["residual", &to_cl], vec![]);
     let x = g.node("Transpose", &[&flat], vec![attr_ints("perm", &[0, 2, 1])]); // [1, L, C]
+    let input_scale = g.constant("input_scale", &[], vec![p.input_scale]);
+    let x = g.node("Mul", &[&x, &input_scale], vec![]);
 
     let q = g.linear(&x, &p.q, 1.0 / (dh as f32).sqrt());
     let split = g.shape(&[1, -1, h as i64, dh as i64]);

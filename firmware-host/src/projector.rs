@@ -92,11 +92,15 @@ pub struct LevelProjector {
     pub fc2: Linear,
     /// Attention heads.
     pub heads: usize,
+    /// Fixed factor applied to the residuals before anything else (not trained): it brings the
+    /// backbone's residual norms to the losses' scale, where normal patches sit near norm 1
+    /// (see [`input_scale`]). Not in the weights file; checkpoints record it beside them.
+    pub input_scale: f32,
 }
 
 impl LevelProjector {
-    /// A freshly initialised projector.
-    pub fn new(size: ProjectorSize, device: &Device) -> Self {
+    /// A freshly initialised projector that multiplies its input by `input_scale` first.
+    pub fn new(size: ProjectorSize, input_scale: f32, device: &Device) -> Self {
         let c = size.channels;
         let lin = |i: usize, o: usize| LinearConfig::new(i, o).init(device);
         Self {
@@ -111,7 +115,24 @@ impl LevelProjector {
             se_b: lin(size.se, size.hidden),
             fc2: lin(size.hidden, c),
             heads: size.heads,
+            input_scale,
         }
+    }
+
+    /// This projector with the attention's output layer and the MLP's last layer zeroed, so it
+    /// starts as `x ↦ input_scale · x`: training then departs from the raw residuals (which
+    /// FeatureNorm already scores well) instead of from a random map of them. The other layers
+    /// keep their random values, so the zeroed ones get gradients from the first step.
+    pub fn starting_as_identity(mut self) -> Self {
+        let zero = |l: &mut Linear| {
+            l.weight = Param::from_tensor(l.weight.val().zeros_like());
+            if let Some(b) = &l.bias {
+                l.bias = Some(Param::from_tensor(b.val().zeros_like()));
+            }
+        };
+        zero(&mut self.out);
+        zero(&mut self.fc2);
+        self
     }
 
     /// The sizes of this projector.
@@ -126,6 +147,7 @@ impl LevelProjector {
     /// the SE gate averages over all L tokens of each image.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, l, c] = x.dims();
+        let x = x.mul_scalar(self.input_scale);
         let h = self.heads;
         let dh = c / h;
         let kv = self.ref_proj.forward(self.refs.val()); // [N, C]
@@ -143,5 +165,22 @@ impl LevelProjector {
         let gate = sigmoid(self.se_b.forward(relu(self.se_a.forward(squeeze))));
         let hid = gelu(hid * gate);
         self.fc2.forward(hid) + x1
+    }
+}
+
+/// The input scale that puts the median norm of `normal_norms` (raw residual norms of normal
+/// patches) at 1, inside the official loss's normal shell (norm ≤ 0.96 there, anomalies ≥ 3.62).
+/// EfficientNet-Lite0's raw residuals have medians of 17–26, where every patch, normal or not,
+/// is far outside the shell and the exponentially weighted norm loss only learns to shrink.
+pub fn input_scale(normal_norms: &mut [f32]) -> f32 {
+    if normal_norms.is_empty() {
+        return 1.0;
+    }
+    let mid = normal_norms.len() / 2;
+    let (_, median, _) = normal_norms.select_nth_unstable_by(mid, f32::total_cmp);
+    if median.is_finite() && *median > 0.0 {
+        1.0 / *median
+    } else {
+        1.0
     }
 }

@@ -35,7 +35,8 @@ fn exported_projector_run_by_the_box_equals_burns_forward() {
     for (level, &(c, _, _)) in model.manifest.levels.iter().zip(&shapes) {
         let size = if c == 40 { ProjectorSize { keys: 96, ..ProjectorSize::paper(c) } } else { ProjectorSize::edge(c) };
         size.validate().unwrap();
-        let p = LevelProjector::new(size, &device);
+        // A scale other than 1 checks that the export multiplies the input first.
+        let p = LevelProjector::new(size, 0.25 + l_scale(c), &device);
         std::fs::write(dir.path().join(format!("{}.onnx", level.output)), export_level(&p)).unwrap();
         projectors.push(p);
     }
@@ -49,6 +50,29 @@ fn exported_projector_run_by_the_box_equals_burns_forward() {
         assert!(worst <= 1e-4, "level {l}: max abs diff {worst}");
         assert!(got.data.iter().zip(&input.data).any(|(a, b)| (a - b).abs() > 1e-3), "not the identity");
     }
+}
+
+fn l_scale(c: usize) -> f32 {
+    c as f32 / 80.0
+}
+
+#[test]
+fn a_projector_starting_as_identity_only_scales_its_input() {
+    let device = Device::flex();
+    let p = LevelProjector::new(ProjectorSize::edge(40), 0.05, &device).starting_as_identity();
+    let input = wavy(40, 4, 3, 0);
+    let got = values(p.forward(tokens(&input, &device)));
+    let worst = got.iter().zip(&input.data).map(|(g, x)| (g - 0.05 * x).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-6, "max abs diff {worst}");
+}
+
+#[test]
+fn input_scale_puts_the_median_normal_norm_at_one() {
+    let mut norms = vec![40.0, 10.0, 20.0, f32::NAN, 30.0];
+    // total order puts NaN last: the median of the five is 30.
+    assert!((edge_ad_host::projector::input_scale(&mut norms) - 1.0 / 30.0).abs() < 1e-7);
+    assert_eq!(edge_ad_host::projector::input_scale(&mut []), 1.0);
+    assert_eq!(edge_ad_host::projector::input_scale(&mut [0.0, 0.0]), 1.0);
 }
 
 #[test]
@@ -108,7 +132,7 @@ fn norm_loss_by_hand() {
 #[test]
 fn a_few_adam_steps_lower_both_losses() {
     let device = Device::flex().autodiff();
-    let mut p = LevelProjector::new(ProjectorSize::edge(8), &device);
+    let mut p = LevelProjector::new(ProjectorSize::edge(8), 1.0, &device);
     let mut opt = AdamConfig::new().init();
     let (b, l, c) = (2, 16, 8);
     let data: Vec<f32> = (0..b * l * c).map(|i| ((i * 37 % 23) as f32 / 11.5 - 1.0) * 0.5).collect();

@@ -40,7 +40,8 @@ pub struct BoxConfig {
 pub struct ModelConfig {
     /// Backbone manifest; absent: the embedded EfficientNet-Lite0.
     pub manifest: Option<PathBuf>,
-    /// Projector folder; absent: the identity.
+    /// Projector folder, or `none` for the identity (raw residuals); absent: the embedded default
+    /// projector with the default backbone, else the identity.
     pub projector: Option<PathBuf>,
     /// A bundle from `edge-ad-host bundle` (backbone, projector, model calibration), instead of
     /// `manifest` and `projector`.

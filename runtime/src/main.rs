@@ -93,8 +93,9 @@ impl From<ScorerArg> for ScorerKind {
 /// Options shared by the verbs that build a frame path.
 #[derive(Args, Clone)]
 struct PathArgs {
-    /// Projector folder (`<level>.onnx` per backbone level), or `none` for the identity
-    /// (default: the bundle's projector with --bundle, else the identity).
+    /// Projector folder (`<level>.onnx` per backbone level), or `none` for the identity (raw
+    /// residuals). Default: the bundle's projector with --bundle; the embedded default projector
+    /// with the default backbone; else the identity.
     #[arg(long, value_name = "PATH|none")]
     projector: Option<String>,
 }
@@ -293,11 +294,10 @@ impl std::ops::Deref for BoxModel {
 
 fn load_projector(model: &BoxModel, arg: &PathArgs, working_side: u32) -> Result<Arc<Projector>> {
     match (arg.projector.as_deref(), &model.bundle) {
-        (Some("none"), _) => Ok(Arc::new(Projector::Identity)),
+        (Some(edge_ad::projector::NONE), _) => Ok(Arc::new(Projector::Identity)),
         (Some(_), Some(_)) => Err(Error::Invalid("--projector with --bundle: the bundle carries the projector".into())),
-        (Some(dir), None) => Projector::open(Some(Path::new(dir)), model, working_side),
         (None, Some(b)) => b.projector(working_side),
-        (None, None) => Ok(Arc::new(Projector::Identity)),
+        (dir, None) => Projector::open(dir.map(Path::new), model, working_side),
     }
 }
 

@@ -13,6 +13,14 @@ pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../models/effnet_lite0_feat.o
 /// The default backbone's manifest (postcard, edge-ad-calib format).
 pub const DEFAULT_MANIFEST: &[u8] = include_bytes!("../../models/effnet_lite0_feat.manifest");
 
+/// The default projector's graphs in the default backbone's level order, as
+/// `(file name, ONNX bytes)`: pretrained by `edge-ad-host pretrain` on the generated corpus (see
+/// models/README.md). Used whenever the backbone is the default one and no projector is named.
+pub const DEFAULT_PROJECTOR: [(&str, &[u8]); 2] = [
+    ("feat_s8.onnx", include_bytes!("../../models/projector/feat_s8.onnx")),
+    ("feat_s16.onnx", include_bytes!("../../models/projector/feat_s16.onnx")),
+];
+
 /// A backbone ready to be compiled: its manifest and graph bytes.
 #[derive(Clone)]
 pub struct Model {
@@ -40,6 +48,12 @@ impl Model {
         let manifest: ModelManifest = edge_ad_calib::decode(DEFAULT_MANIFEST)
             .map_err(|e| Error::Model { model: "embedded default".into(), reason: format!("manifest: {e}") })?;
         Self::checked(manifest, std::borrow::Cow::Borrowed(DEFAULT_ONNX), "embedded:effnet_lite0_feat".into())
+    }
+
+    /// Whether this is the default backbone (same graph, whatever file or bundle it came from),
+    /// the one [`DEFAULT_PROJECTOR`] was pretrained for.
+    pub fn is_default_backbone(&self) -> bool {
+        edge_ad_calib::decode::<ModelManifest>(DEFAULT_MANIFEST).is_ok_and(|m| m.sha256 == self.manifest.sha256)
     }
 
     /// A backbone from a manifest file; the ONNX file it names is read from the manifest's folder.

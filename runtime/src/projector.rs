@@ -25,12 +25,36 @@ pub enum Projector {
     },
 }
 
+/// The projector path that asks for the identity (raw residuals) instead of a folder.
+pub const NONE: &str = "none";
+
 impl Projector {
-    /// The projector in `dir` for `model`'s levels at `working_side`, or the identity for `None`.
+    /// The projector for `model`'s levels at `working_side`: the one in `dir`, the identity when
+    /// `dir` is [`NONE`], and for `None` the default ([`Self::default_for`]).
     pub fn open(dir: Option<&Path>, model: &crate::model::Model, working_side: u32) -> Result<std::sync::Arc<Self>> {
-        let Some(dir) = dir else { return Ok(std::sync::Arc::new(Self::Identity)) };
         let shapes = crate::backbone::expected_shapes(&model.manifest, working_side);
-        Ok(std::sync::Arc::new(Self::from_dir(dir, &model.manifest, &shapes)?))
+        Ok(std::sync::Arc::new(match dir {
+            Some(d) if d == Path::new(NONE) => Self::Identity,
+            Some(d) => Self::from_dir(d, &model.manifest, &shapes)?,
+            None => Self::default_for(model, &shapes)?,
+        }))
+    }
+
+    /// The embedded default projector ([`crate::model::DEFAULT_PROJECTOR`]) when `model` is the
+    /// default backbone it was pretrained for; the identity for any other backbone.
+    pub fn default_for(model: &crate::model::Model, shapes: &[(usize, usize, usize)]) -> Result<Self> {
+        if !model.is_default_backbone() {
+            return Ok(Self::Identity);
+        }
+        let origin = Path::new("embedded:models/projector");
+        let mut files = Vec::new();
+        for (level, (name, bytes)) in model.manifest.levels.iter().zip(crate::model::DEFAULT_PROJECTOR) {
+            if Self::file_name(level) != name {
+                return Err(Error::bad_file(origin, format!("{name} does not belong to level {}", level.output)));
+            }
+            files.push((origin.join(name), bytes.to_vec()));
+        }
+        Self::from_bytes(&files, shapes, origin)
     }
 
     /// The projector file name of a level: `<level output name>.onnx`.

@@ -102,3 +102,29 @@ fn a_missing_or_wrong_projector_file_is_named() {
     let err = Projector::from_dir(&dir.path().join("nope"), &model.manifest, &shapes).err().unwrap().to_string();
     assert!(err.contains("nope"), "{err}");
 }
+
+#[test]
+fn the_embedded_default_projector_belongs_to_the_default_backbone_only() {
+    let model = Model::embedded_default().unwrap();
+    let shapes = edge_ad::backbone::expected_shapes(&model.manifest, 224);
+    let default = Projector::default_for(&model, &shapes).unwrap();
+    let files = edge_ad::model::DEFAULT_PROJECTOR;
+    assert_eq!(default.identity(), Some(Projector::identity_of(files.iter().map(|(_, b)| *b))));
+    // It changes the residuals, and keeps their shape.
+    let (c, h, w) = shapes[0];
+    let mut map = FeatureMap::zeros(c, h, w);
+    map.data.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 29) as f32 - 14.0) / 7.0);
+    let input = map.clone();
+    default.project(0, &mut map).unwrap();
+    assert_eq!((map.channels, map.height, map.width), (c, h, w));
+    assert!(map.data.iter().zip(&input.data).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(map.data.iter().all(|v| v.is_finite()));
+    // Another backbone (another sha256) gets the identity, not a projector made for other features.
+    let mut other = model.clone();
+    other.manifest.sha256[0] ^= 1;
+    assert!(!other.is_default_backbone());
+    assert_eq!(Projector::default_for(&other, &shapes).unwrap().identity(), None);
+    // `none` asks for the identity; no path asks for the default.
+    assert_eq!(Projector::open(Some(std::path::Path::new("none")), &model, 224).unwrap().identity(), None);
+    assert_eq!(Projector::open(None, &model, 224).unwrap().identity(), default.identity());
+}
