@@ -1,8 +1,8 @@
 //! criterion benchmarks of the frame path at 224²: each stage, the whole frame per scorer and
-//! thread count, and a 4-shot calibration. `cargo bench -p edge-ad-benches`.
+//! thread count (through the default projector, and once through the identity), and a 4-shot
+//! calibration. `cargo bench -p edge-ad-benches`.
 
 use std::hint::black_box;
-use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use edge_ad::anomaly_map::MapBuilder;
@@ -11,10 +11,9 @@ use edge_ad::calibrate::{self, CalibrationSettings};
 use edge_ad::formats::ScorerKind;
 use edge_ad::pipeline::Extractor;
 use edge_ad::preprocess::Preprocessor;
-use edge_ad::projector::Projector;
 use edge_ad::residual::ReferenceBank;
 use edge_ad::scorer::{FeatureNorm, Scorer};
-use edge_ad_benches::{inspector, parts, shots};
+use edge_ad_benches::{default_projector, inspector, parts, shots};
 
 fn stages(c: &mut Criterion) {
     let (model, shot_images) = shots();
@@ -43,6 +42,20 @@ fn stages(c: &mut Criterion) {
         });
     }
 
+    let projector = default_projector(&model);
+    let banks: Vec<ReferenceBank> =
+        (0..query.len()).map(|l| ReferenceBank::from_maps(shot_maps.iter().map(|s| &s[l]))).collect();
+    let residuals: Vec<_> = query.iter().enumerate().map(|(l, q)| banks[l].residuals(q, 2)).collect();
+    c.bench_function("stage/projector (default, both levels)", |b| {
+        b.iter(|| {
+            for (l, r) in residuals.iter().enumerate() {
+                let mut r = r.clone();
+                projector.project(l, &mut r).unwrap();
+                black_box(r.data[0]);
+            }
+        })
+    });
+
     let mut scores: Vec<Vec<f32>> = query.iter().map(|q| vec![0.0; q.patches()]).collect();
     let mut map = MapBuilder::new(224);
     c.bench_function("stage/featurenorm + map (upsample, mean, gaussian, max)", |b| {
@@ -59,13 +72,18 @@ fn stages(c: &mut Criterion) {
 
 fn whole_frame(c: &mut Criterion) {
     let frames = parts(8, 42);
-    for (scorer, threads) in
-        [(ScorerKind::FeatureNorm, 1), (ScorerKind::FeatureNorm, 2), (ScorerKind::PatchCore, 2), (ScorerKind::Padim, 2)]
-    {
+    for (scorer, threads, identity) in [
+        (ScorerKind::FeatureNorm, 1, false),
+        (ScorerKind::FeatureNorm, 2, false),
+        (ScorerKind::FeatureNorm, 2, true),
+        (ScorerKind::PatchCore, 2, false),
+        (ScorerKind::Padim, 2, false),
+    ] {
         let settings = CalibrationSettings { scorer, threads, ..Default::default() };
-        let mut insp = inspector(&settings);
+        let mut insp = inspector(&settings, identity);
         let mut i = 0;
-        c.bench_function(&format!("frame/{} 224², {threads} thread(s)", scorer.name()), |b| {
+        let projector = if identity { "identity" } else { "default projector" };
+        c.bench_function(&format!("frame/{} 224², {projector}, {threads} thread(s)", scorer.name()), |b| {
             b.iter(|| {
                 i = (i + 1) % frames.len();
                 black_box(insp.inspect(&frames[i]).unwrap().score)
@@ -77,7 +95,7 @@ fn whole_frame(c: &mut Criterion) {
 fn calibration(c: &mut Criterion) {
     let (model, shot_images) = shots();
     let mut extractor = Extractor::new(&model, 224, 224).unwrap();
-    let projector = Arc::new(Projector::Identity);
+    let projector = default_projector(&model);
     let id = calibrate::identity(&model, &projector);
     let settings = CalibrationSettings::default();
     let mut group = c.benchmark_group("calibrate");

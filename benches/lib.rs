@@ -23,11 +23,17 @@ pub fn shots() -> (Model, Vec<(String, RgbImage)>) {
     (model, shots)
 }
 
-/// A frame path calibrated on 4 shots with `settings`.
-pub fn inspector(settings: &CalibrationSettings) -> Inspector {
+/// The projector a box runs by default at 224² (the embedded pretrained one).
+pub fn default_projector(model: &Model) -> Arc<Projector> {
+    Projector::open(None, model, 224).expect("the default projector")
+}
+
+/// A frame path calibrated on 4 shots with `settings`, through the default projector, or the
+/// identity (raw residuals) when `identity` is set.
+pub fn inspector(settings: &CalibrationSettings, identity: bool) -> Inspector {
     let (model, shots) = shots();
     let mut extractor = Extractor::new(&model, 224, 224).expect("extractor");
-    let projector = Arc::new(Projector::Identity);
+    let projector = if identity { Arc::new(Projector::Identity) } else { default_projector(&model) };
     let id = calibrate::identity(&model, &projector);
     let calib =
         calibrate::calibrate(&mut extractor, projector.clone(), id, &shots, settings, 0, &|_| {}).expect("calibration");

@@ -30,9 +30,10 @@ fn calibrate_run_and_eval_on_generated_parts() {
     assert_eq!(c.shot_names.len(), 4);
     assert_eq!(c.levels.len(), 2);
     assert_eq!(c.threshold.stats.scores.len(), 4 * 5, "each shot and 4 variations, leave-one-out");
-    // Defaults: margin 0, sensitivity 1, so the threshold is the largest leave-one-out good score.
-    assert_eq!((c.threshold.margin, c.threshold.sensitivity), (0.0, 1.0));
-    assert_eq!(c.threshold.value, c.threshold.stats.max);
+    // Defaults with the default projector: margin 0.1, sensitivity 1, so the threshold is the
+    // largest leave-one-out good score plus 10 %.
+    assert_eq!((c.threshold.margin, c.threshold.sensitivity), (0.1, 1.0));
+    assert_eq!(c.threshold.value, c.threshold.stats.max * (1.0 + 0.1));
     assert!(c.threshold.stats.scores.iter().all(|s| *s <= c.threshold.value && *s > 0.0));
 
     // A non-square image, to check that maps come back at the image's own resolution.
@@ -352,6 +353,9 @@ fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
     assert_eq!(projector_of(&[]), Some(shipped_id), "the default is the shipped projector");
     assert_eq!(projector_of(&["--projector", s(&shipped)]), Some(shipped_id), "the same as the folder");
     assert_eq!(projector_of(&["--projector", "none"]), None, "none is the identity");
+    // Without a projector the default margin is 0 (the good scores of raw residuals spread wider).
+    let calib: SiteCalibration = decode(&std::fs::read(tmp.path().join("d.calib")).unwrap()).unwrap();
+    assert_eq!(calib.threshold.margin, 0.0);
 }
 
 #[test]

@@ -22,7 +22,8 @@ use crate::scorer;
 pub struct CalibrationSettings {
     /// The scorer whose threshold is calibrated.
     pub scorer: ScorerKind,
-    /// Relative margin over the largest leave-one-out good score.
+    /// Relative margin over the largest leave-one-out good score (default: the one for a
+    /// pretrained projector, [`decision::PROJECTOR_MARGIN`], as the default frame path has one).
     pub margin: f32,
     /// Sensitivity: the threshold is divided by it (> 1 flags more parts).
     pub sensitivity: f32,
@@ -36,7 +37,7 @@ impl Default for CalibrationSettings {
     fn default() -> Self {
         Self {
             scorer: ScorerKind::FeatureNorm,
-            margin: decision::DEFAULT_MARGIN,
+            margin: decision::PROJECTOR_MARGIN,
             sensitivity: 1.0,
             augment: true,
             threads: default_threads(),

@@ -106,9 +106,10 @@ struct CalibArgs {
     /// Scorer to calibrate and score with.
     #[arg(long, value_enum, default_value = "featurenorm")]
     scorer: ScorerArg,
-    /// Relative margin over the largest leave-one-out good score.
-    #[arg(long, default_value_t = decision::DEFAULT_MARGIN)]
-    margin: f32,
+    /// Relative margin over the largest leave-one-out good score (default: 0.1 with a projector,
+    /// 0 with `--projector none`).
+    #[arg(long)]
+    margin: Option<f32>,
     /// Sensitivity: the threshold is divided by it (above 1 flags more parts, below 1 fewer).
     #[arg(long, default_value_t = 1.0)]
     sensitivity: f32,
@@ -301,10 +302,10 @@ fn load_projector(model: &BoxModel, arg: &PathArgs, working_side: u32) -> Result
     }
 }
 
-fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
+fn settings(c: &CalibArgs, threads: usize, projector: &Projector) -> CalibrationSettings {
     CalibrationSettings {
         scorer: c.scorer.into(),
-        margin: c.margin,
+        margin: c.margin.unwrap_or(decision::default_margin(projector.identity().is_some())),
         sensitivity: c.sensitivity,
         augment: !c.no_augment,
         threads,
@@ -367,7 +368,7 @@ fn cmd_calibrate(model: &BoxModel, threads: usize, a: CalibrateArgs) -> Result<E
         projector.clone(),
         calibrate::identity(model, &projector),
         &shots,
-        &settings(&a.calib, threads),
+        &settings(&a.calib, threads, &projector),
         now_unix(),
         &|msg| {
             bar.inc(1);
@@ -536,7 +537,7 @@ fn evaluate(
 ) -> Result<Vec<CategoryReport>> {
     let (side, resize) = sides(model, calib);
     let projector = load_projector(model, path, side)?;
-    let settings = settings(calib, threads);
+    let settings = settings(calib, threads, &projector);
     let mut reports = Vec::new();
     for name in names {
         let category = dataset::load_category(root, name)?;
