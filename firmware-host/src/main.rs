@@ -113,7 +113,7 @@ struct PretrainArgs {
     lr: f64,
     /// Training images per texture of the generated corpus (half get a defect), or at most this
     /// many per class of a dataset.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 256)]
     images: usize,
     /// Good reference parts per texture of the generated corpus (the K-shot pool).
     #[arg(long, default_value_t = 8)]

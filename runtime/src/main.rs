@@ -216,6 +216,11 @@ struct DemoArgs {
     /// Shots K.
     #[arg(long, default_value_t = 4)]
     shots: usize,
+    /// Generate the pretraining corpus's textures (knit, speckle, brushed) instead of the
+    /// evaluation ones (weave, grain, mesh): a validation set for choosing settings such as the
+    /// margin without looking at the evaluation parts.
+    #[arg(long)]
+    training_textures: bool,
     #[command(flatten)]
     path: PathArgs,
     #[command(flatten)]
@@ -588,16 +593,17 @@ fn cmd_demo(model: &BoxModel, threads: usize, a: DemoArgs) -> Result<ExitCode> {
     };
     let spec =
         synth::SynthSpec { seed: a.seed, test_good: a.test_good, per_defect: a.per_defect, ..Default::default() };
+    let textures = if a.training_textures { synth::TRAINING_TEXTURES } else { synth::TEXTURES };
     println!(
         "generating {} textures ({} good shots available, {} good and {} defective test parts each) in {}",
-        synth::TEXTURES.len(),
+        textures.len(),
         spec.train_good,
         spec.test_good,
         spec.per_defect * synth::DEFECTS.len(),
         root.display()
     );
-    synth::generate(&root, &synth::TEXTURES, &spec)?;
-    let names: Vec<String> = synth::TEXTURES.iter().map(|s| s.to_string()).collect();
+    synth::generate(&root, &textures, &spec)?;
+    let names: Vec<String> = textures.iter().map(|s| s.to_string()).collect();
     println!("calibrating on the first {} good parts of each texture, then scoring every test part:", a.shots);
     let result = evaluate(model, threads, &root, &names, a.shots, &a.path, &a.calib, None, |cat, s| {
         let truth = s.item.defect.as_deref().unwrap_or("good");
