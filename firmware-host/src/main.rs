@@ -323,9 +323,13 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         report.epoch_loss.iter().map(|l| (l * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         report.skipped
     );
-    for (level, r) in model.manifest.levels.iter().zip(&report.radius) {
+    for (l, (level, r)) in model.manifest.levels.iter().zip(&report.radius).enumerate() {
+        let separation = match report.separation.get(l).copied().flatten() {
+            Some(s) => format!("; training patch AUROC of the norm {:.4} raw → {:.4} projected", s.raw, s.projected),
+            None => String::new(),
+        };
         println!(
-            "  {}: r_max {:.3}, normal a mean {:.3} max {:.3}, anomalous a min {:.3}",
+            "  {}: r_max {:.3}, normal a mean {:.3} max {:.3}, anomalous a min {:.3}{separation}",
             level.output, r.r_max, r.normal_mean, r.normal_max, r.anomalous_min
         );
     }
