@@ -1,6 +1,6 @@
-//! criterion benchmarks of the frame path at 224²: each stage, the whole frame per scorer and
-//! thread count (through the default projector, and once through the identity), and a 4-shot
-//! calibration. `cargo bench -p edge-ad-benches`.
+//! criterion benchmarks of the frame path at 224²: each stage, the projector at the edge and the
+//! paper's sizes, the whole frame per scorer and thread count (through the default projector, and
+//! once through the identity), and a 4-shot calibration. `cargo bench -p edge-ad-benches`.
 
 use std::hint::black_box;
 
@@ -11,6 +11,7 @@ use edge_ad::calibrate::{self, CalibrationSettings};
 use edge_ad::formats::ScorerKind;
 use edge_ad::pipeline::Extractor;
 use edge_ad::preprocess::Preprocessor;
+use edge_ad::projector::Projector;
 use edge_ad::residual::ReferenceBank;
 use edge_ad::scorer::{FeatureNorm, Scorer};
 use edge_ad_benches::{default_projector, inspector, parts, shots};
@@ -70,6 +71,48 @@ fn stages(c: &mut Criterion) {
     });
 }
 
+/// What the projector's size costs on the box: a projector of each size (random weights cost
+/// the same as trained ones) exported by the host tool and run by the box's projector stage.
+fn projector_sizes(c: &mut Criterion) {
+    use edge_ad_host::projector::{LevelProjector, ProjectorSize};
+    let (model, shot_images) = shots();
+    let shapes = edge_ad::backbone::expected_shapes(&model.manifest, 224);
+    let mut extractor = Extractor::new(&model, 224, 224).unwrap();
+    let shot_maps: Vec<_> = shot_images.iter().map(|(_, img)| extractor.features(img).unwrap()).collect();
+    let query = extractor.features(&parts(1, 99)[0]).unwrap();
+    let residuals: Vec<_> = query
+        .iter()
+        .enumerate()
+        .map(|(l, q)| ReferenceBank::from_maps(shot_maps.iter().map(|s| &s[l])).residuals(q, 2))
+        .collect();
+    let device = burn::prelude::Device::flex();
+    for (name, size) in [("edge", ProjectorSize::edge as fn(usize) -> ProjectorSize), ("paper", ProjectorSize::paper)] {
+        let files: Vec<_> = model
+            .manifest
+            .levels
+            .iter()
+            .zip(&shapes)
+            .map(|(level, &(ch, _, _))| {
+                let p = LevelProjector::new(size(ch), 1.0, &device);
+                (
+                    std::path::PathBuf::from(format!("{name}/{}.onnx", level.output)),
+                    edge_ad_host::onnx_export::export_level(&p),
+                )
+            })
+            .collect();
+        let projector = Projector::from_bytes(&files, &shapes, std::path::Path::new(name)).unwrap();
+        c.bench_function(&format!("projector size/{name}, both levels"), |b| {
+            b.iter(|| {
+                for (l, r) in residuals.iter().enumerate() {
+                    let mut r = r.clone();
+                    projector.project(l, &mut r).unwrap();
+                    black_box(r.data[0]);
+                }
+            })
+        });
+    }
+}
+
 fn whole_frame(c: &mut Criterion) {
     let frames = parts(8, 42);
     for (scorer, threads, identity) in [
@@ -111,6 +154,6 @@ fn calibration(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(4));
-    targets = stages, whole_frame, calibration
+    targets = stages, projector_sizes, whole_frame, calibration
 }
 criterion_main!(benches);
