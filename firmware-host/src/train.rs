@@ -230,6 +230,11 @@ impl Labels {
     }
 }
 
+/// The rows `rows` as an index tensor for `select`.
+fn row_index(rows: &[usize], device: &Device) -> Tensor<1, Int> {
+    Tensor::from_data(TensorData::new(rows.iter().map(|&i| i as i64).collect::<Vec<_>>(), [rows.len()]), device)
+}
+
 /// Learning rate of `epoch` (0-based): × 0.1 from 70 % and again from 90 % of the epochs.
 pub fn lr_at(base: f64, epoch: usize, epochs: usize) -> f64 {
     let f = epoch as f64 / epochs.max(1) as f64;
@@ -331,10 +336,7 @@ pub fn train(
                 let mut anchors = pick(false);
                 anchors.extend(pick(true));
                 let anchor_labels: Vec<bool> = anchors.iter().map(|&i| angle[i]).collect();
-                let index = Tensor::<1, Int>::from_data(
-                    TensorData::new(anchors.iter().map(|&i| i as i64).collect::<Vec<_>>(), [anchors.len()]),
-                    device,
-                );
+                let index = row_index(&anchors, device);
                 let a = (settings.angle_weight > 0.0).then(|| {
                     angle_loss(
                         e1.clone().select(0, index.clone()),
@@ -349,10 +351,7 @@ pub fn train(
                     (e1, e2, norm.clone())
                 } else {
                     let kept: Vec<usize> = (0..norm.len()).filter(|&i| labels.kept[i]).collect();
-                    let index = Tensor::<1, Int>::from_data(
-                        TensorData::new(kept.iter().map(|&i| i as i64).collect::<Vec<_>>(), [kept.len()]),
-                        device,
-                    );
+                    let index = row_index(&kept, device);
                     (e1.select(0, index.clone()), e2.select(0, index), kept.iter().map(|&i| norm[i]).collect())
                 };
                 let (n1, s1) = norm_loss(e1, &norm, settings.variant);
