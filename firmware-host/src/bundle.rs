@@ -31,6 +31,14 @@ pub fn projector_files(dir: &Path, model: &Model) -> Result<Vec<(String, Vec<u8>
         .collect()
 }
 
+/// The identity of `model` with the projector files `projector`, as calibrations record it.
+fn identity(model: &Model, projector: &[(String, Vec<u8>)]) -> ModelIdentity {
+    ModelIdentity {
+        backbone_sha256: model.manifest.sha256,
+        projector_sha256: Some(Projector::identity_of(projector.iter().map(|(_, b)| b.as_slice()))),
+    }
+}
+
 /// The model calibration of a pretrained projector.
 pub fn model_calibration(
     model: &Model,
@@ -62,10 +70,7 @@ pub fn model_calibration(
             .map_err(|_| anyhow::anyhow!("too many files"))?;
     }
     let calibration = ModelCalibration {
-        model: ModelIdentity {
-            backbone_sha256: model.manifest.sha256,
-            projector_sha256: Some(Projector::identity_of(projector.iter().map(|(_, b)| b.as_slice()))),
-        },
+        model: identity(model, projector),
         loss: name(loss)?,
         levels,
         files,
@@ -93,11 +98,7 @@ pub fn make_bundle(model: &Model, projector_dir: Option<&Path>) -> Result<Bundle
             let bytes = std::fs::read(&calib_path).with_context(|| format!("{}: cannot read", calib_path.display()))?;
             let c: ModelCalibration =
                 edge_ad_calib::decode(&bytes).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
-            let expected = ModelIdentity {
-                backbone_sha256: model.manifest.sha256,
-                projector_sha256: Some(Projector::identity_of(projector.iter().map(|(_, b)| b.as_slice()))),
-            };
-            if c.model != expected {
+            if c.model != identity(model, &projector) {
                 bail!("{}: made for other model files than {} and this backbone", calib_path.display(), dir.display());
             }
             calibration = Some(c);
