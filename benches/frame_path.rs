@@ -5,10 +5,10 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edge_ad::anomaly_map::MapBuilder;
+use edge_ad::anomaly_map::{MapBuilder, DEFAULT_IMAGE_SCORE};
 use edge_ad::backbone::{Backbone, FeatureMap};
 use edge_ad::calibrate::{self, CalibrationSettings};
-use edge_ad::formats::ScorerKind;
+use edge_ad::formats::{ImageScore, ScorerKind};
 use edge_ad::model::Model;
 use edge_ad::pipeline::Extractor;
 use edge_ad::preprocess::Preprocessor;
@@ -49,17 +49,19 @@ fn stages(c: &mut Criterion) {
     projector_sizes(c, &model, &residuals);
 
     let mut scores: Vec<Vec<f32>> = query.iter().map(|q| vec![0.0; q.patches()]).collect();
-    let mut map = MapBuilder::new(224);
-    c.bench_function("stage/featurenorm + map (upsample, mean, gaussian, max)", |b| {
-        b.iter(|| {
-            for (l, q) in query.iter().enumerate() {
-                FeatureNorm.level_scores(l, q, 1, &mut scores[l]);
-            }
-            let grids: Vec<(&[f32], usize, usize)> =
-                query.iter().zip(&scores).map(|(q, s)| (s.as_slice(), q.height, q.width)).collect();
-            black_box(map.build(&grids).1)
-        })
-    });
+    for (name, rule) in [("max", ImageScore::Max), ("top-2% mean", DEFAULT_IMAGE_SCORE)] {
+        let mut map = MapBuilder::with_rule(224, rule);
+        c.bench_function(&format!("stage/featurenorm + map (upsample, mean, gaussian, {name})"), |b| {
+            b.iter(|| {
+                for (l, q) in query.iter().enumerate() {
+                    FeatureNorm.level_scores(l, q, 1, &mut scores[l]);
+                }
+                let grids: Vec<(&[f32], usize, usize)> =
+                    query.iter().zip(&scores).map(|(q, s)| (s.as_slice(), q.height, q.width)).collect();
+                black_box(map.build(&grids).1)
+            })
+        });
+    }
 }
 
 /// Times `projector` on one frame's residuals, both levels.

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use edge_ad::formats::{decode, ModelCalibration, SiteCalibration};
+use edge_ad::formats::{decode, ImageScore, ModelCalibration, SiteCalibration};
 use edge_ad::synth::{self, SynthSpec};
 use edge_ad_e2e::{edge_ad, s};
 use serde_json::Value;
@@ -30,11 +30,15 @@ fn calibrate_run_and_eval_on_generated_parts() {
     assert_eq!(c.shot_names.len(), 4);
     assert_eq!(c.levels.len(), 2);
     assert_eq!(c.threshold.stats.scores.len(), 4 * 5, "each shot and 4 variations, leave-one-out");
-    // Defaults with the default projector: margin 0.1, sensitivity 1, so the threshold is the
-    // largest leave-one-out good score plus 10 %.
-    assert_eq!((c.threshold.margin, c.threshold.sensitivity), (0.1, 1.0));
-    assert_eq!(c.threshold.value, c.threshold.stats.max * (1.0 + 0.1));
-    assert!(c.threshold.stats.scores.iter().all(|s| *s <= c.threshold.value && *s > 0.0));
+    // Defaults: spread 4, margin 0, sensitivity 1, so the threshold is the leave-one-out good
+    // scores' mean plus 4 standard deviations (never below the largest), and the image score is
+    // the mean of the map's highest 2 %.
+    let t = &c.threshold;
+    assert_eq!((t.spread, t.margin, t.sensitivity), (4.0, 0.0, 1.0));
+    assert_eq!(t.value, t.stats.max.max(t.stats.mean + 4.0 * t.stats.std));
+    assert!(t.stats.scores.iter().all(|s| *s <= t.value && *s > 0.0));
+    assert_eq!(c.image_score, ImageScore::TopMean { fraction: 0.02 });
+    assert_eq!(summary["image_score"], "top:0.02");
 
     // A non-square image, to check that maps come back at the image's own resolution.
     let odd = tmp.path().join("odd");
@@ -196,6 +200,15 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
     let mut other_version = bytes.clone();
     other_version[4] = 9;
     run(&other_version, "format version 9 is not supported");
+    // A calibration of the layout before the image-score rule (version 1) asks for a new one.
+    let mut older = bytes.clone();
+    older[4] = 1;
+    run(&older, "calibrate again");
+
+    for (rule, why) in [("top:0", "above 0"), ("top:1.5", "above 0"), ("mean", "expected `max` or `top:F`")] {
+        fails(&["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--image-score", rule], rule, why);
+    }
+    fails(&["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--spread=-1"], "spread", "-1");
 
     fails(
         &["run", "--calibration", s(&out), "--source", s(&good), "--scorer", "padim"],
@@ -353,9 +366,9 @@ fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
     assert_eq!(projector_of(&[]), Some(shipped_id), "the default is the shipped projector");
     assert_eq!(projector_of(&["--projector", s(&shipped)]), Some(shipped_id), "the same as the folder");
     assert_eq!(projector_of(&["--projector", "none"]), None, "none is the identity");
-    // Without a projector the default margin is 0 (the good scores of raw residuals spread wider).
+    // The threshold rule does not depend on the projector.
     let calib: SiteCalibration = decode(&std::fs::read(tmp.path().join("d.calib")).unwrap()).unwrap();
-    assert_eq!(calib.threshold.margin, 0.0);
+    assert_eq!((calib.threshold.spread, calib.threshold.margin), (4.0, 0.0));
 }
 
 #[test]
@@ -376,6 +389,7 @@ fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
     let calib = SiteCalibration {
         model: ModelIdentity { backbone_sha256: model.manifest.sha256, projector_sha256: None },
         scorer: ScorerKind::FeatureNorm,
+        image_score: ImageScore::Max,
         resize_side: 1 << 20,
         working_side: 1 << 20,
         shot_names: vec![Name::try_from("a").unwrap(), Name::try_from("b").unwrap()],
@@ -383,6 +397,7 @@ fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
         threshold: Threshold {
             value: 1.0,
             base: 1.0,
+            spread: 0.0,
             margin: 0.0,
             sensitivity: 1.0,
             stats: ScoreStats { scores: vec![1.0], min: 1.0, max: 1.0, mean: 1.0, std: 0.0 },

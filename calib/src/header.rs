@@ -6,8 +6,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// First four bytes of every edge-ad file.
 pub const MAGIC: [u8; 4] = *b"EDAD";
-/// Version of the header and of every payload layout in this crate. Bumped on any layout change;
-/// a reader refuses every other version rather than guess.
+/// Version of the header and of the payload layouts in this crate that have not changed since
+/// (manifest, model calibration, bundle). A kind whose layout changes gets its own
+/// [`Payload::VERSION`]; a reader refuses every other version of a kind rather than guess.
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of [`Header`] on disk.
 pub const HEADER_LEN: usize = 16;
@@ -56,6 +57,8 @@ impl PayloadKind {
 pub trait Payload: Serialize + DeserializeOwned {
     /// The header kind of files holding this type.
     const KIND: PayloadKind;
+    /// The layout version files of this kind are written and read with.
+    const VERSION: u16 = FORMAT_VERSION;
 }
 
 /// The 16-byte header: magic, version (u16 LE), kind (u8), a zero byte, payload length (u32 LE),
@@ -165,7 +168,7 @@ impl core::error::Error for FormatError {}
 pub fn encode<T: Payload>(value: &T) -> Result<Vec<u8>, FormatError> {
     let payload = postcard::to_allocvec(value).map_err(|_| FormatError::Serialize)?;
     let payload_len = u32::try_from(payload.len()).map_err(|_| FormatError::TooLarge)?;
-    let header = Header { version: FORMAT_VERSION, kind: T::KIND as u8, payload_len, crc32: CRC32.checksum(&payload) };
+    let header = Header { version: T::VERSION, kind: T::KIND as u8, payload_len, crc32: CRC32.checksum(&payload) };
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(&header.to_bytes());
     out.extend_from_slice(&payload);
@@ -175,12 +178,14 @@ pub fn encode<T: Payload>(value: &T) -> Result<Vec<u8>, FormatError> {
 /// Reads a whole file's bytes as a `T`, checking every header field and the checksum first.
 pub fn decode<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
     let header = Header::parse(bytes)?;
-    if header.version != FORMAT_VERSION {
-        return Err(FormatError::UnsupportedVersion { found: header.version, supported: FORMAT_VERSION });
-    }
+    // The kind first: each kind has its own version, and "a manifest where a calibration was
+    // expected" says more than the manifest's version would.
     let kind = PayloadKind::from_byte(header.kind).ok_or(FormatError::UnknownKind { found: header.kind })?;
     if kind != T::KIND {
         return Err(FormatError::WrongKind { expected: T::KIND, found: kind });
+    }
+    if header.version != T::VERSION {
+        return Err(FormatError::UnsupportedVersion { found: header.version, supported: T::VERSION });
     }
     let expected = HEADER_LEN + header.payload_len as usize;
     if bytes.len() < expected {

@@ -29,6 +29,19 @@ impl ScorerKind {
     }
 }
 
+/// How the anomaly map becomes one image score; the threshold belongs to one rule.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ImageScore {
+    /// The map's maximum (the official code's).
+    Max,
+    /// The mean of the highest `fraction` of the map's pixels (0 < fraction ≤ 1).
+    TopMean {
+        /// Share of the map's pixels averaged.
+        fraction: f32,
+    },
+}
+
 /// The K-shot reference bank of one feature level: every patch of every shot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -81,9 +94,11 @@ pub struct ScoreStats {
 pub struct Threshold {
     /// Score above which a part is NG (after sensitivity).
     pub value: f32,
-    /// Threshold before sensitivity: max good score · (1 + margin).
+    /// Threshold before sensitivity: max(largest good score, mean + spread · std) · (1 + margin).
     pub base: f32,
-    /// Relative margin over the largest good score.
+    /// How many standard deviations of the good scores the threshold stands above their mean.
+    pub spread: f32,
+    /// Relative margin on top.
     pub margin: f32,
     /// Sensitivity it was made with (value = base / sensitivity).
     pub sensitivity: f32,
@@ -99,6 +114,8 @@ pub struct SiteCalibration {
     pub model: ModelIdentity,
     /// The scorer its threshold belongs to.
     pub scorer: ScorerKind,
+    /// How the map becomes the image score its threshold belongs to.
+    pub image_score: ImageScore,
     /// Shorter image side after resizing, before the centre crop.
     pub resize_side: u32,
     /// Working resolution: the square side fed to the backbone.
@@ -115,6 +132,8 @@ pub struct SiteCalibration {
 
 impl Payload for SiteCalibration {
     const KIND: PayloadKind = PayloadKind::SiteCalibration;
+    /// Version 2 added [`SiteCalibration::image_score`] and [`Threshold::spread`].
+    const VERSION: u16 = 2;
 }
 
 impl SiteCalibration {
@@ -143,9 +162,17 @@ impl SiteCalibration {
                 return Err("a reference level holds non-finite features");
             }
         }
+        if let ImageScore::TopMean { fraction } = self.image_score {
+            if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+                return Err("image score fraction is not in (0, 1]");
+            }
+        }
         let t = &self.threshold;
         if !(t.value.is_finite() && t.value > 0.0 && t.sensitivity.is_finite() && t.sensitivity > 0.0) {
             return Err("threshold or sensitivity is not a positive finite number");
+        }
+        if !(t.spread.is_finite() && t.spread >= 0.0 && t.margin.is_finite() && t.margin >= 0.0) {
+            return Err("threshold spread or margin is negative or not a finite number");
         }
         Ok(())
     }

@@ -35,6 +35,7 @@ fn site() -> SiteCalibration {
     SiteCalibration {
         model: ModelIdentity { backbone_sha256: [1; 32], projector_sha256: Some([2; 32]) },
         scorer: ScorerKind::FeatureNorm,
+        image_score: ImageScore::TopMean { fraction: 0.02 },
         resize_side: 224,
         working_side: 224,
         shot_names: vec![name("a.png"), name("b.png")],
@@ -42,6 +43,7 @@ fn site() -> SiteCalibration {
         threshold: Threshold {
             value: 1.5,
             base: 1.5,
+            spread: 4.0,
             margin: 0.1,
             sensitivity: 1.0,
             stats: ScoreStats { scores: vec![1.0, 1.2], min: 1.0, max: 1.2, mean: 1.1, std: 0.1 },
@@ -83,6 +85,31 @@ fn other_version_is_refused() {
         decode::<ModelManifest>(&bytes),
         Err(FormatError::UnsupportedVersion { found: 2, supported: FORMAT_VERSION })
     );
+}
+
+#[test]
+fn a_version_1_site_calibration_is_refused_by_its_version() {
+    // Version 1 had no image-score rule; reading one as version 2 would misparse every field after
+    // the scorer, so the header's version refuses it first.
+    assert_eq!(SiteCalibration::VERSION, 2);
+    let mut bytes = encode(&site()).unwrap();
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2);
+    bytes[4] = 1;
+    assert_eq!(decode::<SiteCalibration>(&bytes), Err(FormatError::UnsupportedVersion { found: 1, supported: 2 }));
+    // The other kinds keep version 1.
+    assert_eq!(u16::from_le_bytes([encode(&manifest()).unwrap()[4], 0]), FORMAT_VERSION);
+}
+
+#[test]
+fn a_top_mean_share_outside_zero_to_one_fails_validation() {
+    for fraction in [0.0, -0.1, 1.5, f32::NAN] {
+        let mut s = site();
+        s.image_score = ImageScore::TopMean { fraction };
+        assert!(s.validate().is_err(), "{fraction}");
+    }
+    let mut s = site();
+    s.image_score = ImageScore::Max;
+    assert!(s.validate().is_ok());
 }
 
 #[test]
@@ -143,8 +170,12 @@ fn garbage_with_a_valid_checksum_is_a_payload_error() {
     // A header that matches its own payload, but the payload is not a calibration.
     let payload = [0xffu8; 40];
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC).checksum(&payload);
-    let header =
-        Header { version: FORMAT_VERSION, kind: PayloadKind::SiteCalibration as u8, payload_len: 40, crc32: crc };
+    let header = Header {
+        version: SiteCalibration::VERSION,
+        kind: PayloadKind::SiteCalibration as u8,
+        payload_len: 40,
+        crc32: crc,
+    };
     let mut bytes = header.to_bytes().to_vec();
     bytes.extend_from_slice(&payload);
     assert_eq!(decode::<SiteCalibration>(&bytes), Err(FormatError::Payload));

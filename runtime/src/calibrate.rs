@@ -1,13 +1,15 @@
 //! Site calibration from K good parts: the reference bank is every patch of the K shots; the
 //! threshold comes from leave-one-out scores of the shots (each shot, and light photometric and
-//! framing variations of it, scored against a bank of the other K−1 shots), the largest of them
-//! times (1 + margin), divided by the sensitivity. No defective image is ever used.
+//! framing variations of it, scored against a bank of the other K−1 shots): their mean plus
+//! `spread` standard deviations, never below the largest, times (1 + margin), divided by the
+//! sensitivity. No defective image is ever used.
 
 use std::sync::Arc;
 
-use edge_ad_calib::{ModelIdentity, Name, ReferenceLevel, ScorerKind, SiteCalibration};
+use edge_ad_calib::{ImageScore, ModelIdentity, Name, Payload, ReferenceLevel, ScorerKind, SiteCalibration};
 use image::RgbImage;
 
+use crate::anomaly_map::DEFAULT_IMAGE_SCORE;
 use crate::backbone::FeatureMap;
 use crate::decision;
 use crate::error::{Error, Result};
@@ -22,8 +24,12 @@ use crate::scorer;
 pub struct CalibrationSettings {
     /// The scorer whose threshold is calibrated.
     pub scorer: ScorerKind,
-    /// Relative margin over the largest leave-one-out good score (default: the one for a
-    /// pretrained projector, [`decision::PROJECTOR_MARGIN`], as the default frame path has one).
+    /// How the anomaly map becomes the image score (default [`DEFAULT_IMAGE_SCORE`]).
+    pub image_score: ImageScore,
+    /// Standard deviations of the leave-one-out good scores the threshold stands above their
+    /// mean ([`decision::DEFAULT_SPREAD`]); never below the largest of them.
+    pub spread: f32,
+    /// Relative margin on top ([`decision::DEFAULT_MARGIN`]).
     pub margin: f32,
     /// Sensitivity: the threshold is divided by it (> 1 flags more parts).
     pub sensitivity: f32,
@@ -37,7 +43,9 @@ impl Default for CalibrationSettings {
     fn default() -> Self {
         Self {
             scorer: ScorerKind::FeatureNorm,
-            margin: decision::PROJECTOR_MARGIN,
+            image_score: DEFAULT_IMAGE_SCORE,
+            spread: decision::DEFAULT_SPREAD,
+            margin: decision::DEFAULT_MARGIN,
             sensitivity: 1.0,
             augment: true,
             threads: default_threads(),
@@ -80,7 +88,7 @@ pub fn fit_scoring(
     shots: &[&[FeatureMap]],
     projector: Arc<Projector>,
     kind: ScorerKind,
-    working_side: usize,
+    map: (usize, ImageScore),
     threads: usize,
 ) -> Result<FeatureScorer> {
     let banks = banks_of(shots);
@@ -95,7 +103,7 @@ pub fn fit_scoring(
                     projector.clone(),
                     Box::new(scorer::FeatureNorm),
                     &shapes,
-                    working_side,
+                    map,
                     threads,
                 );
                 loo.projected_residuals(shots[j])
@@ -107,7 +115,7 @@ pub fn fit_scoring(
     } else {
         scorer::fit(kind, &samples)?
     };
-    Ok(FeatureScorer::new(banks, projector, fitted, &shapes, working_side, threads))
+    Ok(FeatureScorer::new(banks, projector, fitted, &shapes, map, threads))
 }
 
 /// Makes a site calibration from `shots` (name, image), at least 2.
@@ -129,6 +137,14 @@ pub fn calibrate(
     }
     if !(settings.sensitivity.is_finite() && settings.sensitivity > 0.0) {
         return Err(Error::Invalid(format!("sensitivity must be a positive number, got {}", settings.sensitivity)));
+    }
+    if let ImageScore::TopMean { fraction } = settings.image_score {
+        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+            return Err(Error::Invalid(format!("image score share must be above 0 and at most 1, got {fraction}")));
+        }
+    }
+    if !(settings.spread.is_finite() && settings.spread >= 0.0) {
+        return Err(Error::Invalid(format!("spread must be zero or positive, got {}", settings.spread)));
     }
     if !(settings.margin.is_finite() && settings.margin >= 0.0) {
         return Err(Error::Invalid(format!("margin must be zero or positive, got {}", settings.margin)));
@@ -157,7 +173,7 @@ pub fn calibrate(
             &all_but(&all, i),
             projector.clone(),
             settings.scorer,
-            working_side as usize,
+            (working_side as usize, settings.image_score),
             settings.threads,
         )?;
         for v in &variants[i] {
@@ -185,11 +201,12 @@ pub fn calibrate(
     Ok(SiteCalibration {
         model,
         scorer: settings.scorer,
+        image_score: settings.image_score,
         resize_side,
         working_side,
         shot_names,
         levels,
-        threshold: decision::threshold(scores, settings.margin, settings.sensitivity),
+        threshold: decision::threshold(scores, settings.spread, settings.margin, settings.sensitivity),
         created_unix_s,
     })
 }
@@ -211,7 +228,15 @@ pub fn identity(model: &Model, projector: &Projector) -> ModelIdentity {
 /// Reads a site calibration file; a missing, corrupt or foreign file is an error naming it.
 pub fn read_calibration(path: &std::path::Path) -> Result<SiteCalibration> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))
+    edge_ad_calib::decode(&bytes).map_err(|e| match e {
+        edge_ad_calib::FormatError::UnsupportedVersion { found, .. } if found < SiteCalibration::VERSION => {
+            Error::bad_file(
+                path,
+                format!("{e}: made by an older build, whose threshold belongs to another image score; calibrate again"),
+            )
+        }
+        e => Error::bad_file(path, e),
+    })
 }
 
 /// Rebuilds the frame path a calibration describes. Refuses a calibration made with another
@@ -274,6 +299,7 @@ pub fn inspector(
         })
         .collect();
     let refs: Vec<&[FeatureMap]> = shots.iter().map(|s| s.as_slice()).collect();
-    let scoring = fit_scoring(&refs, projector, calib.scorer, calib.working_side as usize, threads)?;
+    let scoring =
+        fit_scoring(&refs, projector, calib.scorer, (calib.working_side as usize, calib.image_score), threads)?;
     Ok(Inspector::new(extractor, scoring))
 }

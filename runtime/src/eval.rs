@@ -49,6 +49,21 @@ pub struct CategoryReport {
     pub scorer: String,
     /// Seconds the calibration took (bank + threshold).
     pub calibration_s: f64,
+    /// Per defect kind (the `test/<defect>` folders), in name order.
+    pub defects: Vec<DefectReport>,
+}
+
+/// One defect kind's figures within a category (or their mean over categories).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DefectReport {
+    /// The defect folder's name.
+    pub kind: String,
+    /// Image ROC AUC of this kind's parts against the category's good parts.
+    pub image_auroc: Option<f64>,
+    /// This kind's parts called OK, over this kind's parts.
+    pub escape_rate: Option<f64>,
+    /// Parts of this kind.
+    pub images: usize,
 }
 
 /// Curves behind a category's figures, for plots.
@@ -160,6 +175,7 @@ pub fn evaluate_category(
         let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();
         (total > 0).then(|| bad as f64 / total as f64)
     };
+    let defects = defect_reports(category, &scores, &verdicts);
     let map_refs: Vec<&[f32]> = maps.chunks_exact(side * side).collect();
     let mask_refs: Vec<&[bool]> = masks.chunks_exact(side * side).collect();
     let pro = metrics::pro_curve(&map_refs, &mask_refs, side);
@@ -179,8 +195,67 @@ pub fn evaluate_category(
         shots,
         scorer: settings.scorer.name().to_string(),
         calibration_s,
+        defects,
     };
     Ok((report, Curves { roc: metrics::roc_curve(&scores, &labels), pro: pro.unwrap_or_default() }))
+}
+
+/// Per defect kind: its parts against the good ones (AUROC) and its escape rate.
+fn defect_reports(category: &Category, scores: &[f32], verdicts: &[Verdict]) -> Vec<DefectReport> {
+    let mut kinds: Vec<&str> = category.test.iter().filter_map(|t| t.defect.as_deref()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let (mut s, mut labels, mut escapes, mut images) = (Vec::new(), Vec::new(), 0, 0);
+            for ((item, &score), &verdict) in category.test.iter().zip(scores).zip(verdicts) {
+                match item.defect.as_deref() {
+                    None => {
+                        s.push(score);
+                        labels.push(false);
+                    }
+                    Some(k) if k == kind => {
+                        s.push(score);
+                        labels.push(true);
+                        images += 1;
+                        escapes += usize::from(verdict == Verdict::Ok);
+                    }
+                    Some(_) => {}
+                }
+            }
+            DefectReport {
+                kind: kind.to_string(),
+                image_auroc: metrics::auroc(&s, &labels),
+                escape_rate: (images > 0).then(|| escapes as f64 / images as f64),
+                images,
+            }
+        })
+        .collect()
+}
+
+/// Per defect kind, the mean over the categories that have it (image counts summed).
+fn mean_defects(reports: &[CategoryReport]) -> Vec<DefectReport> {
+    let mut kinds: Vec<&str> = reports.iter().flat_map(|r| r.defects.iter().map(|d| d.kind.as_str())).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<&DefectReport> =
+                reports.iter().flat_map(|r| r.defects.iter().filter(|d| d.kind == kind)).collect();
+            let mean = |f: &dyn Fn(&DefectReport) -> Option<f64>| {
+                let v: Vec<f64> = of_kind.iter().filter_map(|d| f(d)).collect();
+                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+            };
+            DefectReport {
+                kind: kind.to_string(),
+                image_auroc: mean(&|d| d.image_auroc),
+                escape_rate: mean(&|d| d.escape_rate),
+                images: of_kind.iter().map(|d| d.images).sum(),
+            }
+        })
+        .collect()
 }
 
 /// The mean over categories of every figure (a figure missing in a category is left out of its
@@ -205,5 +280,6 @@ pub fn mean_report(reports: &[CategoryReport]) -> CategoryReport {
         shots: reports.first().map_or(0, |r| r.shots),
         scorer: reports.first().map_or(String::new(), |r| r.scorer.clone()),
         calibration_s: mean(&|r| Some(r.calibration_s)).unwrap_or(f64::NAN),
+        defects: mean_defects(reports),
     }
 }

@@ -11,7 +11,7 @@ use edge_ad::calibrate::{self, CalibrationSettings};
 use edge_ad::config::BoxConfig;
 use edge_ad::decision::{self, decide, Verdict};
 use edge_ad::eval::{self, CategoryReport};
-use edge_ad::formats::ScorerKind;
+use edge_ad::formats::{ImageScore, ScorerKind};
 use edge_ad::model::Model;
 use edge_ad::output::{self, JsonLines, Record, TextLines, VerdictSink};
 use edge_ad::projector::Projector;
@@ -106,16 +106,23 @@ struct CalibArgs {
     /// Scorer to calibrate and score with.
     #[arg(long, value_enum, default_value = "featurenorm")]
     scorer: ScorerArg,
-    /// Relative margin over the largest leave-one-out good score (default: 0.1 with a projector,
-    /// 0 with `--projector none`).
-    #[arg(long)]
-    margin: Option<f32>,
+    /// Standard deviations of the leave-one-out good scores that the threshold stands above
+    /// their mean (never below the largest of them).
+    #[arg(long, default_value_t = decision::DEFAULT_SPREAD)]
+    spread: f32,
+    /// Relative margin on top of the spread rule.
+    #[arg(long, default_value_t = decision::DEFAULT_MARGIN)]
+    margin: f32,
     /// Sensitivity: the threshold is divided by it (above 1 flags more parts, below 1 fewer).
     #[arg(long, default_value_t = 1.0)]
     sensitivity: f32,
     /// Score only the shots themselves for the threshold (no gain/shift variations).
     #[arg(long)]
     no_augment: bool,
+    /// How the anomaly map becomes the image score: `max`, or `top:F`, the mean of the map's
+    /// highest share F (0 < F ≤ 1) of pixels.
+    #[arg(long, default_value = "top:0.02", value_parser = parse_image_score)]
+    image_score: ImageScore,
     /// Working side in pixels (default: the model's input side).
     #[arg(long)]
     side: Option<u32>,
@@ -307,10 +314,35 @@ fn load_projector(model: &BoxModel, arg: &PathArgs, working_side: u32) -> Result
     }
 }
 
-fn settings(c: &CalibArgs, threads: usize, projector: &Projector) -> CalibrationSettings {
+/// The `--image-score` spelling of a rule.
+fn image_score_name(rule: ImageScore) -> String {
+    match rule {
+        ImageScore::Max => "max".into(),
+        ImageScore::TopMean { fraction } => format!("top:{fraction}"),
+    }
+}
+
+/// `max` or `top:F` (0 < F ≤ 1), as `--image-score` takes it.
+fn parse_image_score(s: &str) -> std::result::Result<ImageScore, String> {
+    if s == "max" {
+        return Ok(ImageScore::Max);
+    }
+    let fraction = s
+        .strip_prefix("top:")
+        .and_then(|f| f.parse::<f32>().ok())
+        .ok_or_else(|| format!("{s:?}: expected `max` or `top:F` with a share F, e.g. top:0.02"))?;
+    if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+        return Err(format!("{s:?}: the share must be above 0 and at most 1"));
+    }
+    Ok(ImageScore::TopMean { fraction })
+}
+
+fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
     CalibrationSettings {
         scorer: c.scorer.into(),
-        margin: c.margin.unwrap_or(decision::default_margin(projector.identity().is_some())),
+        image_score: c.image_score,
+        spread: c.spread,
+        margin: c.margin,
         sensitivity: c.sensitivity,
         augment: !c.no_augment,
         threads,
@@ -373,7 +405,7 @@ fn cmd_calibrate(model: &BoxModel, threads: usize, a: CalibrateArgs) -> Result<E
         projector.clone(),
         calibrate::identity(model, &projector),
         &shots,
-        &settings(&a.calib, threads, &projector),
+        &settings(&a.calib, threads),
         now_unix(),
         &|msg| {
             bar.inc(1);
@@ -390,13 +422,16 @@ fn cmd_calibrate(model: &BoxModel, threads: usize, a: CalibrateArgs) -> Result<E
             "shots": calib.shot_names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
             "scorer": calib.scorer.name(),
             "threshold": t.value,
+            "image_score": image_score_name(calib.image_score),
+            "spread": t.spread,
+            "margin": t.margin,
             "good_scores": {"min": t.stats.min, "max": t.stats.max, "mean": t.stats.mean, "std": t.stats.std, "count": t.stats.scores.len()},
             "seconds": started.elapsed().as_secs_f64(),
         });
         println!("{summary}");
     } else {
         println!(
-            "calibrated {} on {} shots in {:.2} s: threshold {:.4} ({} good scores {:.4}..{:.4}, margin {}, sensitivity {})",
+            "calibrated {} on {} shots in {:.2} s: threshold {:.4} ({} good scores {:.4}..{:.4}, spread {}, margin {}, sensitivity {})",
             out.display(),
             a.shots,
             started.elapsed().as_secs_f64(),
@@ -404,6 +439,7 @@ fn cmd_calibrate(model: &BoxModel, threads: usize, a: CalibrateArgs) -> Result<E
             t.stats.scores.len(),
             t.stats.min,
             t.stats.max,
+            t.spread,
             t.margin,
             t.sensitivity
         );
@@ -527,6 +563,20 @@ fn print_table(reports: &[CategoryReport]) {
             r.latency_ms_p95
         );
     }
+    // Per defect kind, over the categories (the last report is the mean when there are several).
+    if let Some(overall) = reports.last().filter(|r| !r.defects.is_empty()) {
+        println!();
+        println!("{:<14} {:>8} {:>8} {:>8}", "defect kind", "I-AUROC", "escape", "parts");
+        for d in &overall.defects {
+            println!(
+                "{:<14} {:>8} {:>8} {:>8}",
+                d.kind,
+                fmt_opt(d.image_auroc, false),
+                fmt_opt(d.escape_rate, true),
+                d.images
+            );
+        }
+    }
 }
 
 fn evaluate(
@@ -542,7 +592,7 @@ fn evaluate(
 ) -> Result<Vec<CategoryReport>> {
     let (side, resize) = sides(model, calib);
     let projector = load_projector(model, path, side)?;
-    let settings = settings(calib, threads, &projector);
+    let settings = settings(calib, threads);
     let mut reports = Vec::new();
     for name in names {
         let category = dataset::load_category(root, name)?;

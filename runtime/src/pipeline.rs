@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use edge_ad_calib::ImageScore;
 use image::RgbImage;
 
 use crate::anomaly_map::MapBuilder;
@@ -113,18 +114,20 @@ pub struct FeatureScorer {
 }
 
 impl FeatureScorer {
-    /// A scorer over one reference bank per level, for maps of `working_side`.
+    /// A scorer over one reference bank per level, for maps of `working_side` whose image score
+    /// is `image_score`.
     pub fn new(
         banks: Vec<ReferenceBank>,
         projector: Arc<Projector>,
         scorer: Box<dyn Scorer>,
         shapes: &[(usize, usize, usize)],
-        working_side: usize,
+        (working_side, image_score): (usize, ImageScore),
         threads: usize,
     ) -> Self {
         let residuals = shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect();
         let scores = shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect();
-        Self { banks, projector, scorer, maps: MapBuilder::new(working_side), residuals, scores, threads }
+        let maps = MapBuilder::with_rule(working_side, image_score);
+        Self { banks, projector, scorer, maps, residuals, scores, threads }
     }
 
     /// The scorer in use.
