@@ -174,6 +174,11 @@ impl SiteCalibration {
         if !(t.spread.is_finite() && t.spread >= 0.0 && t.margin.is_finite() && t.margin >= 0.0) {
             return Err("threshold spread or margin is negative or not a finite number");
         }
+        // `run --sensitivity` and the box's sensitivity divide `base` again: it must be the
+        // base the value was made from.
+        if !(t.base.is_finite() && t.base > 0.0) || (t.value - t.base / t.sensitivity).abs() > 1e-5 * t.value {
+            return Err("threshold value is not its base divided by its sensitivity");
+        }
         Ok(())
     }
 }

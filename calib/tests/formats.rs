@@ -113,6 +113,21 @@ fn a_top_mean_share_outside_zero_to_one_fails_validation() {
 }
 
 #[test]
+fn a_threshold_whose_value_is_not_its_base_over_sensitivity_fails_validation() {
+    // The box divides `base` by its own sensitivity: an edited base must not slip through.
+    let mut s = site();
+    s.threshold.base = 1e30;
+    assert!(s.validate().is_err());
+    let mut s = site();
+    s.threshold.sensitivity = 2.0;
+    assert!(s.validate().is_err(), "value 1.5 is not 1.5 / 2");
+    s.threshold.value = 0.75;
+    assert!(s.validate().is_ok());
+    s.threshold.spread = -1.0;
+    assert!(s.validate().is_err());
+}
+
+#[test]
 fn wrong_and_unknown_kind_are_refused() {
     let bytes = encode(&manifest()).unwrap();
     assert_eq!(

@@ -197,6 +197,13 @@ pub fn calibrate(
             }
         })
         .collect();
+    let threshold = decision::threshold(scores, settings.spread, settings.margin, settings.sensitivity);
+    if !(threshold.value.is_finite() && threshold.value > 0.0) {
+        return Err(Error::Invalid(format!(
+            "the threshold from these shots is {} (good scores {}..{}, spread {}): not usable",
+            threshold.value, threshold.stats.min, threshold.stats.max, settings.spread
+        )));
+    }
     let shot_names = shots.iter().map(|(n, _)| bounded_name(n)).collect();
     Ok(SiteCalibration {
         model,
@@ -206,7 +213,7 @@ pub fn calibrate(
         working_side,
         shot_names,
         levels,
-        threshold: decision::threshold(scores, settings.spread, settings.margin, settings.sensitivity),
+        threshold,
         created_unix_s,
     })
 }

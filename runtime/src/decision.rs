@@ -56,7 +56,10 @@ pub fn stats(scores: Vec<f32>) -> ScoreStats {
 /// below 1 raises it.
 pub fn threshold(scores: Vec<f32>, spread: f32, margin: f32, sensitivity: f32) -> Threshold {
     let stats = stats(scores);
-    let base = stats.max.max(stats.mean + spread * stats.std) * (1.0 + margin);
+    // f32::max would drop a NaN; a rule that cannot be computed gives a NaN threshold, which
+    // decides NG for every part and which a calibration refuses to write.
+    let above_mean = stats.mean + spread * stats.std;
+    let base = if above_mean.is_finite() { stats.max.max(above_mean) * (1.0 + margin) } else { f32::NAN };
     Threshold { value: base / sensitivity, base, spread, margin, sensitivity, stats }
 }
 
@@ -92,5 +95,12 @@ mod tests {
         assert!((t.stats.mean - 1.5).abs() < 1e-6);
         let tighter = with_sensitivity(&t, 2.0);
         assert!((tighter.value - want / 2.0).abs() < 1e-5 && tighter.base == t.base);
+    }
+
+    #[test]
+    fn a_rule_that_overflows_is_a_nan_threshold_that_passes_nothing() {
+        let t = threshold(vec![1.0, f32::MAX], 4.0, 0.0, 1.0);
+        assert!(t.value.is_nan());
+        assert_eq!(decide(0.0, t.value), Verdict::Ng);
     }
 }

@@ -37,7 +37,10 @@ def check_dataset(root):
                 fail(f"{c}: no test/{kind}")
             for f in sorted(os.listdir(folder)):
                 stem = os.path.splitext(f)[0]
+                part = np.asarray(Image.open(os.path.join(folder, f)))
                 mask = np.asarray(Image.open(os.path.join(d, "ground_truth", kind, f"{stem}_mask.png")))
+                if part.shape != (SIDE, SIDE, 3) or mask.shape != (SIDE, SIDE):
+                    fail(f"{c}/{kind}/{f}: part {part.shape} or mask {mask.shape} is not {SIDE}×{SIDE}")
                 area = int((mask > 127).sum())
                 # A defect covers some pixels and never most of the part.
                 if not 16 <= area <= SIDE * SIDE // 4:

@@ -65,6 +65,8 @@ PRETRAIN = {
     "mamurk": (MYPAINT + "mrmamurk/mamurk_a_1.png", 1.0, "01dc26395fd4d1e5a9abd0e793f56c016ad0826c0f2942fe5b4277ff6afc15f9"),
     "leaf": (MATE + "Blinds.jpg", 0.5, "f7aac0dcc2e06d0491643e84df3da1d9db7c4610f58806a880d56e074799f600"),
 }
+# Foreign particles on validation parts are cut from a photograph in neither set.
+PARTICLES = (MATE + "Dune.jpg", 0.5, "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91")
 DEFECTS = ["scratch", "crack", "dent", "stain", "foreign", "smoothed"]
 SIDE = 256
 CROP = 224
@@ -90,16 +92,40 @@ def load_source(root, rel, scale, sha256, any_version=False):
     return np.asarray(im, dtype=np.float32) / 255.0, digest
 
 
-def crop_part(src, half, rng):
-    """A CROP² square at a random place of the left (0) or right (1) half, resized to SIDE²."""
+def half_bounds(src, half, crop):
     h, w, _ = src.shape
     gap = 8  # a band between the halves that no part touches
     x0, x1 = (0, w // 2 - gap) if half == 0 else (w // 2 + gap, w)
-    if x1 - x0 < CROP or h < CROP:
-        sys.exit(f"source of {w}×{h} is too small for {CROP}-pixel parts from each half")
-    x = int(rng.integers(x0, x1 - CROP + 1))
-    y = int(rng.integers(0, h - CROP + 1))
-    part = Image.fromarray((src[y : y + CROP, x : x + CROP] * 255).round().astype(np.uint8))
+    if x1 - x0 < crop or h < crop:
+        sys.exit(f"source of {w}×{h} is too small for {crop}-pixel parts from each half")
+    return x0, x1, h
+
+
+def shot_places(src, n, crop, rng):
+    """Where the n shots are cut in the left half: in n disjoint cells of a grid when the half
+    holds that many crop² cells (so no two shots share a pixel, as two real parts never do),
+    else at random places (they then overlap, which makes their leave-one-out scores too low)."""
+    x0, x1, h = half_bounds(src, 0, crop)
+    nx, ny = (x1 - x0) // crop, h // crop
+    if nx * ny < n:
+        return [None] * n
+    cells = rng.permutation(nx * ny)[:n]
+    cw, ch = (x1 - x0) // nx, h // ny
+    return [
+        (x0 + (c % nx) * cw + int(rng.integers(0, cw - crop + 1)), (c // nx) * ch + int(rng.integers(0, ch - crop + 1)))
+        for c in cells
+    ]
+
+
+def crop_part(src, half, rng, crop, place=None):
+    """A crop² square of the left (0) or right (1) half, at `place` or a random place, resized to SIDE²."""
+    x0, x1, h = half_bounds(src, half, crop)
+    if place is None:
+        x = int(rng.integers(x0, x1 - crop + 1))
+        y = int(rng.integers(0, h - crop + 1))
+    else:
+        x, y = place
+    part = Image.fromarray((src[y : y + crop, x : x + crop] * 255).round().astype(np.uint8))
     part = np.asarray(part.resize((SIDE, SIDE), Image.BICUBIC), dtype=np.float32) / 255.0
     return part
 
@@ -203,7 +229,7 @@ def paint_dent(img, rng, _foreign):
     coords = np.array([yy + gy * pull * ry, xx + gx * pull * rx])
     warped = np.stack([ndimage.map_coordinates(img[..., c], coords, order=1, mode="reflect") for c in range(3)], -1)
     out = warped * (1 + shade[..., None])
-    return out, height > 0.1
+    return out, d2 < 1  # the whole footprint: the warp and the shading reach its rim
 
 
 def paint_stain(img, rng, _foreign):
@@ -256,16 +282,21 @@ def save(img, path):
 def make_category(name, src, foreign, out, args, seed):
     rng = np.random.default_rng(seed)
     root = os.path.join(out, name)
-    for i in range(args.train_good):
-        save(camera(crop_part(src, 0, rng), rng), os.path.join(root, "train", "good", f"{i:03}.png"))
+    places = shot_places(src, args.train_good, args.crop, rng) if args.disjoint_shots else [None] * args.train_good
+    for i, place in enumerate(places):
+        save(camera(crop_part(src, 0, rng, args.crop, place), rng), os.path.join(root, "train", "good", f"{i:03}.png"))
     for i in range(args.test_good):
-        save(camera(crop_part(src, 1, rng), rng), os.path.join(root, "test", "good", f"{i:03}.png"))
+        save(camera(crop_part(src, 1, rng, args.crop), rng), os.path.join(root, "test", "good", f"{i:03}.png"))
     for kind in DEFECTS:
         for i in range(args.per_defect):
-            part = crop_part(src, 1, rng)
+            part = crop_part(src, 1, rng, args.crop)
             img, mask = PAINTERS[kind](part, rng, foreign)
-            if mask.sum() < 16:  # a defect that fell outside: paint again elsewhere
+            for _ in range(10):  # a defect too thin to cover 16 pixels: paint again elsewhere
+                if mask.sum() >= 16:
+                    break
                 img, mask = PAINTERS[kind](part, rng, foreign)
+            else:
+                sys.exit(f"{name}/{kind}/{i:03}: no defect of 16 pixels or more in 10 tries")
             save(camera(np.clip(img, 0, 1), rng), os.path.join(root, "test", kind, f"{i:03}.png"))
             m = Image.fromarray((mask * 255).astype(np.uint8))
             mpath = os.path.join(root, "ground_truth", kind, f"{i:03}_mask.png")
@@ -284,20 +315,29 @@ def main():
     p.add_argument("--per-defect", type=int, default=5)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--any-version", action="store_true", help="accept source files whose sha256 differs")
+    p.add_argument("--crop", type=int, default=CROP, help="side of the square cut from the photograph")
+    p.add_argument(
+        "--disjoint-shots",
+        action="store_true",
+        help="cut the shots in disjoint grid cells (needs a half that holds train-good crop² cells)",
+    )
     args = p.parse_args()
     table = VALIDATION if args.set == "validation" else PRETRAIN
     names = [c for c in args.categories.split(",") if c] or list(table)
     for c in names:
         if c not in table:
             sys.exit(f"unknown category {c!r} for the {args.set} set; known: {', '.join(table)}")
-    # Foreign particles are another material: for the validation set a pretraining photograph
-    # (the leaf), for the pretraining set one of its own photographs other than the part's, so
-    # no validation pixel ever reaches pretraining.
+    # Foreign particles are another material: for the validation set a photograph in neither set,
+    # for the pretraining set one of its own photographs other than the part's, so no validation
+    # pixel reaches pretraining and no pretraining particle reaches validation.
     particles = {}
     for c in names:
-        donor = ("leaf", PRETRAIN) if args.set == "validation" else (("melt" if c == "leaf" else "leaf"), PRETRAIN)
+        if args.set == "validation":
+            donor = ("dune", PARTICLES)
+        else:
+            donor = ("melt", PRETRAIN["melt"]) if c == "leaf" else ("leaf", PRETRAIN["leaf"])
         if donor[0] not in particles:
-            particles[donor[0]] = load_source(args.sources, *donor[1][donor[0]], args.any_version)[0]
+            particles[donor[0]] = load_source(args.sources, *donor[1], args.any_version)[0]
         rel, scale, sha256 = table[c]
         src, digest = load_source(args.sources, rel, scale, sha256, args.any_version)
         seed = args.seed * 1000 + list(table).index(c)
