@@ -42,6 +42,16 @@ pub enum ImageScore {
     },
 }
 
+impl ImageScore {
+    /// Whether the rule can be applied: `Max`, or a share in (0, 1].
+    pub fn is_valid(self) -> bool {
+        match self {
+            Self::Max => true,
+            Self::TopMean { fraction } => fraction.is_finite() && fraction > 0.0 && fraction <= 1.0,
+        }
+    }
+}
+
 /// The K-shot reference bank of one feature level: every patch of every shot.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -162,10 +172,8 @@ impl SiteCalibration {
                 return Err("a reference level holds non-finite features");
             }
         }
-        if let ImageScore::TopMean { fraction } = self.image_score {
-            if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
-                return Err("image score fraction is not in (0, 1]");
-            }
+        if !self.image_score.is_valid() {
+            return Err("image score fraction is not in (0, 1]");
         }
         let t = &self.threshold;
         if !(t.value.is_finite() && t.value > 0.0 && t.sensitivity.is_finite() && t.sensitivity > 0.0) {

@@ -138,10 +138,11 @@ pub fn calibrate(
     if !(settings.sensitivity.is_finite() && settings.sensitivity > 0.0) {
         return Err(Error::Invalid(format!("sensitivity must be a positive number, got {}", settings.sensitivity)));
     }
-    if let ImageScore::TopMean { fraction } = settings.image_score {
-        if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
-            return Err(Error::Invalid(format!("image score share must be above 0 and at most 1, got {fraction}")));
-        }
+    if !settings.image_score.is_valid() {
+        return Err(Error::Invalid(format!(
+            "image score share must be above 0 and at most 1, got {:?}",
+            settings.image_score
+        )));
     }
     if !(settings.spread.is_finite() && settings.spread >= 0.0) {
         return Err(Error::Invalid(format!("spread must be zero or positive, got {}", settings.spread)));

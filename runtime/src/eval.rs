@@ -244,27 +244,27 @@ fn mean_defects(reports: &[CategoryReport]) -> Vec<DefectReport> {
         .map(|kind| {
             let of_kind: Vec<&DefectReport> =
                 reports.iter().flat_map(|r| r.defects.iter().filter(|d| d.kind == kind)).collect();
-            let mean = |f: &dyn Fn(&DefectReport) -> Option<f64>| {
-                let v: Vec<f64> = of_kind.iter().filter_map(|d| f(d)).collect();
-                (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-            };
             DefectReport {
                 kind: kind.to_string(),
-                image_auroc: mean(&|d| d.image_auroc),
-                escape_rate: mean(&|d| d.escape_rate),
+                image_auroc: mean_of(&of_kind, |d| d.image_auroc),
+                escape_rate: mean_of(&of_kind, |d| d.escape_rate),
                 images: of_kind.iter().map(|d| d.images).sum(),
             }
         })
         .collect()
 }
 
+/// The mean of the figures `f` gives for `items`, leaving out those it has none for; `None` when
+/// none has one.
+fn mean_of<T>(items: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = items.iter().filter_map(f).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
 /// The mean over categories of every figure (a figure missing in a category is left out of its
 /// mean); the image counts are summed.
 pub fn mean_report(reports: &[CategoryReport]) -> CategoryReport {
-    let mean = |f: &dyn Fn(&CategoryReport) -> Option<f64>| {
-        let v: Vec<f64> = reports.iter().filter_map(f).collect();
-        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
-    };
+    let mean = |f: &dyn Fn(&CategoryReport) -> Option<f64>| mean_of(reports, f);
     CategoryReport {
         category: "mean".into(),
         image_auroc: mean(&|r| r.image_auroc),

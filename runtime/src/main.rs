@@ -331,10 +331,11 @@ fn parse_image_score(s: &str) -> std::result::Result<ImageScore, String> {
         .strip_prefix("top:")
         .and_then(|f| f.parse::<f32>().ok())
         .ok_or_else(|| format!("{s:?}: expected `max` or `top:F` with a share F, e.g. top:0.02"))?;
-    if !(fraction.is_finite() && fraction > 0.0 && fraction <= 1.0) {
+    let rule = ImageScore::TopMean { fraction };
+    if !rule.is_valid() {
         return Err(format!("{s:?}: the share must be above 0 and at most 1"));
     }
-    Ok(ImageScore::TopMean { fraction })
+    Ok(rule)
 }
 
 fn settings(c: &CalibArgs, threads: usize) -> CalibrationSettings {
