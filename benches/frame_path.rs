@@ -5,17 +5,17 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use edge_ad::anomaly_map::{MapBuilder, DEFAULT_IMAGE_SCORE};
-use edge_ad::backbone::{Backbone, FeatureMap};
-use edge_ad::calibrate::{self, CalibrationSettings};
-use edge_ad::formats::{ImageScore, ScorerKind};
-use edge_ad::model::Model;
-use edge_ad::pipeline::Extractor;
-use edge_ad::preprocess::Preprocessor;
-use edge_ad::projector::Projector;
-use edge_ad::residual::ReferenceBank;
-use edge_ad::scorer::{FeatureNorm, Scorer};
 use edge_ad_benches::{default_projector, inspector, parts, shots};
+use edge_ad_core::anomaly_map::{MapBuilder, DEFAULT_IMAGE_SCORE};
+use edge_ad_core::backbone::{Backbone, FeatureMap};
+use edge_ad_core::calibrate::{self, CalibrationSettings};
+use edge_ad_core::formats::{ImageScore, ScorerKind};
+use edge_ad_core::model::Model;
+use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::preprocess::Preprocessor;
+use edge_ad_core::projector::Projector;
+use edge_ad_core::residual::ReferenceBank;
+use edge_ad_core::scorer::{FeatureNorm, Scorer};
 
 fn stages(c: &mut Criterion) {
     let (model, shot_images) = shots();

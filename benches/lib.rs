@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use edge_ad::calibrate::{self, CalibrationSettings};
-use edge_ad::model::Model;
-use edge_ad::pipeline::{Extractor, Inspector};
-use edge_ad::projector::Projector;
-use edge_ad::synth;
+use edge_ad_core::calibrate::{self, CalibrationSettings};
+use edge_ad_core::model::Model;
+use edge_ad_core::pipeline::{Extractor, Inspector};
+use edge_ad_core::projector::Projector;
+use edge_ad_eval::synth;
 use image::RgbImage;
 use rand::{rngs::StdRng, SeedableRng};
 

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use edge_ad::formats::{decode, ImageScore, ModelCalibration, SiteCalibration};
-use edge_ad::synth::{self, SynthSpec};
+use edge_ad_core::formats::{decode, ImageScore, ModelCalibration, SiteCalibration};
 use edge_ad_e2e::{edge_ad, s};
+use edge_ad_eval::synth::{self, SynthSpec};
 use serde_json::Value;
 
 fn dataset(root: &Path) {
@@ -152,7 +152,7 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
     fails(
         &["calibrate", "--shots", "9", "--source", s(&good), "--out", s(&out)],
         s(&good),
-        "9 shots asked but the folder holds 6",
+        "9 shots asked but the sources hold 6",
     );
     fails(&["calibrate", "--shots", "1", "--source", s(&good), "--out", s(&out)], "at least 2", "shots");
     fails(
@@ -215,7 +215,7 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
         "c.calib",
         "calibrated for scorer featurenorm",
     );
-    fails(&["run", "--calibration", s(&out), "--source", s(&tmp.path().join("nothing"))], "nothing", "no such file");
+    fails(&["run", "--calibration", s(&out), "--source", s(&tmp.path().join("nothing"))], "nothing", "No such file");
     let proj = tmp.path().join("proj");
     std::fs::create_dir_all(&proj).unwrap();
     fails(
@@ -335,22 +335,22 @@ fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/projector");
     let files: Vec<Vec<u8>> =
         ["feat_s8.onnx", "feat_s16.onnx"].iter().map(|f| std::fs::read(shipped.join(f)).unwrap()).collect();
-    let shipped_id = edge_ad::projector::Projector::identity_of(files.iter().map(|b| b.as_slice()));
-    let embedded = edge_ad::model::DEFAULT_PROJECTOR;
+    let shipped_id = edge_ad_core::model::projector_digest(files.iter().map(|b| b.as_slice()));
+    let embedded = edge_ad_core::model::DEFAULT_PROJECTOR;
     assert_eq!(
-        edge_ad::projector::Projector::identity_of(embedded.iter().map(|(_, b)| *b)),
+        edge_ad_core::model::projector_digest(embedded.iter().map(|(_, b)| *b)),
         shipped_id,
         "the binary embeds the files in models/projector"
     );
     // models/projector/model.calib describes exactly these files on the default backbone.
-    let model = edge_ad::model::Model::embedded_default().unwrap();
+    let model = edge_ad_core::model::Model::embedded_default().unwrap();
     let mc: ModelCalibration = decode(&std::fs::read(shipped.join("model.calib")).unwrap()).unwrap();
     mc.validate().unwrap();
     assert_eq!(mc.model.backbone_sha256, model.manifest.sha256);
     assert_eq!(mc.model.projector_sha256, Some(shipped_id));
     for (name, bytes) in ["feat_s8.onnx", "feat_s16.onnx"].iter().zip(&files) {
         let digest = mc.files.iter().find(|f| f.name.as_str() == *name).unwrap().sha256;
-        assert_eq!(digest, edge_ad::model::sha256(bytes), "{name}");
+        assert_eq!(digest, edge_ad_core::model::sha256(bytes), "{name}");
     }
 
     let tmp = tempfile::tempdir().unwrap();
@@ -375,9 +375,9 @@ fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
 fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
     // A calibration that passes its checksum and its own consistency checks, but whose banks do
     // not fit the model at its working side.
-    use edge_ad::formats::*;
+    use edge_ad_core::formats::*;
     let tmp = tempfile::tempdir().unwrap();
-    let model = edge_ad::model::Model::embedded_default().unwrap();
+    let model = edge_ad_core::model::Model::embedded_default().unwrap();
     let level = |c: u32, h: u32| ReferenceLevel {
         output: Name::try_from("x").unwrap(),
         channels: c,

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edge_ad::synth::{self, SynthSpec};
 use edge_ad_e2e::{binary, edge_ad, s};
+use edge_ad_eval::synth::{self, SynthSpec};
 use serde_json::Value;
 
 /// Good shots in `root/good`, a replay of good and defective parts in `root/replay`.

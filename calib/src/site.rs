@@ -19,6 +19,14 @@ pub enum ScorerKind {
 }
 
 impl ScorerKind {
+    /// Every scorer, in the order the CLI lists them.
+    pub const ALL: [Self; 3] = [Self::FeatureNorm, Self::PatchCore, Self::Padim];
+
+    /// The scorer spelled `name` ([`Self::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// The CLI spelling.
     pub fn name(self) -> &'static str {
         match self {

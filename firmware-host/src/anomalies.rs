@@ -2,7 +2,7 @@
 //! cut-paste of an irregular patch of the same part (CutPaste), a noise-shaped blend of a foreign
 //! texture (DRAEM), and scratches. Each returns its mask (255 = anomalous).
 
-use edge_ad::synth;
+use edge_ad_eval::synth;
 use image::{imageops, GrayImage, ImageBuffer, Luma, RgbImage};
 use rand::{rngs::StdRng, Rng};
 

@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use edge_ad::model::{sha256, Model};
-use edge_ad::projector::Projector;
 use edge_ad_calib::{Bundle, BundleFile, FileDigest, LevelRadius, ModelCalibration, ModelIdentity, Name};
+use edge_ad_core::model::{projector_digest, sha256, Model};
+use edge_ad_core::projector::Projector;
 
 use crate::losses::NormStats;
 
@@ -33,10 +33,7 @@ pub fn projector_files(dir: &Path, model: &Model) -> Result<Vec<(String, Vec<u8>
 
 /// The identity of `model` with the projector files `projector`, as calibrations record it.
 fn identity(model: &Model, projector: &[(String, Vec<u8>)]) -> ModelIdentity {
-    ModelIdentity {
-        backbone_sha256: model.manifest.sha256,
-        projector_sha256: Some(Projector::identity_of(projector.iter().map(|(_, b)| b.as_slice()))),
-    }
+    edge_ad_core::model::identity(&model.manifest, Some(projector_digest(projector.iter().map(|(_, b)| b.as_slice()))))
 }
 
 /// The model calibration of a pretrained projector.

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use edge_ad::backbone::FeatureMap;
-use edge_ad::source::load_image;
+use edge_ad_core::backbone::FeatureMap;
+use edge_ad_core::source::load_image;
 
 use crate::anomalies;
 use crate::datasets::{Class, Item};
-use edge_ad::pipeline::Extractor;
-use edge_ad::residual::ReferenceBank;
-use edge_ad::synth;
+use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::residual::ReferenceBank;
+use edge_ad_eval::synth;
 use image::RgbImage;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -105,7 +105,7 @@ fn sample(
     refs: &[&[FeatureMap]],
     threads: usize,
     rng: &mut StdRng,
-) -> edge_ad::Result<Vec<LevelSample>> {
+) -> edge_ad_core::Result<Vec<LevelSample>> {
     let side = extractor.working_side() as usize;
     let (v1, v2) = (jitter(image, rng), jitter(image, rng));
     let (f1, f2) = (extractor.features(&v1)?, extractor.features(&v2)?);
@@ -136,7 +136,7 @@ pub fn synthetic_samples(
     spec: &CorpusSpec,
     threads: usize,
     progress: &dyn Fn(),
-) -> edge_ad::Result<Vec<Sample>> {
+) -> edge_ad_core::Result<Vec<Sample>> {
     let side = extractor.working_side() as usize;
     let mut samples = Vec::new();
     for (t, texture) in textures.iter().enumerate() {
@@ -146,7 +146,7 @@ pub fn synthetic_samples(
                 progress();
                 extractor.features(&synth::good_part(texture, spec.side, &mut rng))
             })
-            .collect::<edge_ad::Result<_>>()?;
+            .collect::<edge_ad_core::Result<_>>()?;
         for i in 0..spec.images {
             progress();
             let mut image = synth::good_part(texture, spec.side, &mut rng);
@@ -257,7 +257,7 @@ pub fn write_cache(path: &Path, key: &[u8; 32], samples: &[Sample]) -> anyhow::R
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    edge_ad::output::write_atomic(path, &bytes)?;
+    edge_ad_core::output::write_atomic(path, &bytes)?;
     Ok(())
 }
 

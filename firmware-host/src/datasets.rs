@@ -72,7 +72,7 @@ pub fn load(root: &Path, layout: Layout) -> Result<Vec<Class>> {
 }
 
 fn is_image(p: &Path) -> bool {
-    edge_ad::source::is_image_path(p)
+    edge_ad_core::source::is_image_path(p)
 }
 
 /// The image files of `dir`, sorted; a missing folder is an error naming it.

@@ -5,7 +5,7 @@ use burn::prelude::*;
 use burn::tensor::activation::softplus;
 
 /// Which formulation of the losses to train with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 pub enum LossVariant {
     /// The released code: a = √(‖x‖+1) − 1, an adaptive shell [0.99·r_max, r_max] with
     /// r_max = min(0.9 · smallest anomalous a, 0.4), anomalies pushed past r_max + 0.75; both views
@@ -14,6 +14,16 @@ pub enum LossVariant {
     /// The paper: a = √(‖x‖²+1) − 1, normals inside a fixed radius r = 0.4, anomalies past
     /// r' = r + Δr; only the first (original) view anchors the angle loss.
     Paper,
+}
+
+impl LossVariant {
+    /// The name model calibrations record (and `--loss` takes).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Official => "official",
+            Self::Paper => "paper",
+        }
+    }
 }
 
 /// Temperature of the angle loss.

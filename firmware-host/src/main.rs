@@ -10,14 +10,14 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use burn::prelude::Device;
 use clap::{Parser, Subcommand, ValueEnum};
-use edge_ad::model::Model;
-use edge_ad::pipeline::Extractor;
-use edge_ad::progress::bar;
+use edge_ad_core::model::Model;
+use edge_ad_core::pipeline::Extractor;
+use edge_ad_eval::progress::bar;
 use edge_ad_host::corpus::{self, CorpusSpec, DataSpec};
 use edge_ad_host::datasets::{self, Layout};
 use edge_ad_host::losses::LossVariant;
 use edge_ad_host::onnx_export::export_level;
-use edge_ad_host::projector::ProjectorSize;
+use edge_ad_host::projector::{ProjectorSize, SizeRule};
 use edge_ad_host::train::{self, TrainSettings};
 
 /// Companion host tool for edge-ad boxes.
@@ -46,7 +46,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         checkpoint: PathBuf,
         /// Backbone manifest the checkpoint was trained on (default: the embedded one).
-        #[arg(long, value_name = "MANIFEST")]
+        #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
         backbone: Option<PathBuf>,
         /// Folder to write into.
         #[arg(long)]
@@ -56,7 +56,7 @@ enum Command {
     /// one bundle for flashing boxes: `edge-ad --bundle FILE`, or `model.bundle` in box.toml.
     Bundle {
         /// Backbone manifest (default: the embedded EfficientNet-Lite0).
-        #[arg(long, value_name = "MANIFEST")]
+        #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
         backbone: Option<PathBuf>,
         /// Projector folder from `pretrain` (`<level>.onnx` per level, `model.calib`).
         #[arg(long, value_name = "DIR")]
@@ -87,7 +87,7 @@ struct PretrainArgs {
     #[arg(long, requires = "data")]
     synthetic_anomalies: bool,
     /// Backbone manifest (default: the embedded EfficientNet-Lite0).
-    #[arg(long, value_name = "MANIFEST")]
+    #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
     backbone: Option<PathBuf>,
     /// Keep the residual features here, so a second run on the same data and settings does not
     /// rerun the backbone.
@@ -120,7 +120,7 @@ struct PretrainArgs {
     references: usize,
     /// Loss formulation.
     #[arg(long, value_enum, default_value = "official")]
-    loss: LossArg,
+    loss: LossVariant,
     /// λ, the angle-oriented contrastive loss's weight against the norm loss (1 in the paper and
     /// the official code; 0, the default, trains with the norm loss alone, which measured better
     /// here: see the README's ablation).
@@ -128,7 +128,7 @@ struct PretrainArgs {
     angle_weight: f32,
     /// Projector sizes.
     #[arg(long, value_enum, default_value = "edge")]
-    size: SizeArg,
+    size: SizeRule,
     /// Feed the raw residuals to the projector, unscaled (by default each level's inputs are
     /// scaled so the median normal residual has norm 1, the losses' scale).
     #[arg(long)]
@@ -140,7 +140,7 @@ struct PretrainArgs {
     /// How patches are labelled: `margin` leaves out cells that touch a defect without being
     /// anomalous; `official` is the released code's rules.
     #[arg(long, value_enum, default_value = "margin")]
-    labels: LabelArg,
+    labels: train::LabelRule,
     /// Seed (same seed, same projector).
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -181,24 +181,6 @@ fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u
     h.finalize().into()
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LossArg {
-    Official,
-    Paper,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum LabelArg {
-    Official,
-    Margin,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SizeArg {
-    Edge,
-    Paper,
-}
-
 fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let PretrainArgs { epochs, batch, lr, images, references, loss, size, seed, .. } = a;
     if epochs == 0 || batch == 0 || images < 2 || references == 0 {
@@ -216,14 +198,14 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         _ => Vec::new(),
     };
     let key = cache_key(&model, &a, &classes);
-    let cache_file = a.cache.as_ref().map(|d| d.join(format!("samples-{}.bin", edge_ad::model::hex(&key[..8]))));
+    let cache_file = a.cache.as_ref().map(|d| d.join(format!("samples-{}.bin", edge_ad_core::model::hex(&key[..8]))));
     let started = Instant::now();
     let cached = cache_file.as_deref().and_then(|f| corpus::read_cache(f, &key));
     let from_cache = cached.is_some();
     let (samples, source) = match cached {
         Some(s) => (s, "cache".to_string()),
         None if classes.is_empty() => {
-            let textures = edge_ad::synth::TRAINING_TEXTURES;
+            let textures = edge_ad_eval::synth::TRAINING_TEXTURES;
             let spec = CorpusSpec { references, images, side: 256, seed };
             let b = bar(((references + images) * textures.len()) as u64, "features");
             let s = corpus::synthetic_samples(&mut extractor, &textures, &spec, 2, &|| b.inc(1))?;
@@ -244,30 +226,17 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     }
     let features_s = started.elapsed().as_secs_f64();
     let out = a.out;
-    let sizes: Vec<ProjectorSize> = model
-        .manifest
-        .levels
-        .iter()
-        .map(|l| match size {
-            SizeArg::Edge => ProjectorSize::edge(l.channels as usize),
-            SizeArg::Paper => ProjectorSize::paper(l.channels as usize),
-        })
-        .collect();
+    let sizes: Vec<ProjectorSize> =
+        model.manifest.levels.iter().map(|l| size.for_channels(l.channels as usize)).collect();
     let settings = TrainSettings {
         epochs,
         batch,
         lr,
-        variant: match loss {
-            LossArg::Official => LossVariant::Official,
-            LossArg::Paper => LossVariant::Paper,
-        },
+        variant: loss,
         scale_inputs: !a.raw_inputs,
         identity_start: !a.random_start,
         angle_weight: a.angle_weight,
-        labels: match a.labels {
-            LabelArg::Official => train::LabelRule::Official,
-            LabelArg::Margin => train::LabelRule::Margin,
-        },
+        labels: a.labels,
         seed,
         ..Default::default()
     };
@@ -277,7 +246,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let resume = match (&a.checkpoint, a.resume) {
         (Some(dir), true) => {
             let (projectors, state) = train::checkpoint::load(dir, &device)?;
-            if state.backbone != edge_ad::model::hex(&model.manifest.sha256) || state.sizes != sizes {
+            if state.backbone != edge_ad_core::model::hex(&model.manifest.sha256) || state.sizes != sizes {
                 bail!("{}: the checkpoint was made for another backbone or projector size", dir.display());
             }
             if state.epochs_done >= epochs {
@@ -295,7 +264,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         variant: settings.variant,
         samples: samples.len(),
         seed,
-        backbone: edge_ad::model::hex(&model.manifest.sha256),
+        backbone: edge_ad_core::model::hex(&model.manifest.sha256),
         report: report.clone(),
     };
     let mut save_checkpoint = |done: usize, p: &train::Projectors, r: &train::TrainReport| match &a.checkpoint {
@@ -309,10 +278,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         })?;
     b.finish_and_clear();
     let train_s = started.elapsed().as_secs_f64();
-    let loss_name = match loss {
-        LossArg::Official => "official",
-        LossArg::Paper => "paper",
-    };
+    let loss_name = loss.name();
     write_projector(&out, &model, &projectors, &report, loss_name, samples.len(), epochs, seed)?;
     println!(
         "pretrained on {} samples ({source}) in {:.1} s features{} + {:.1} s training; loss per epoch {:?}; {} steps skipped",
@@ -352,15 +318,15 @@ fn write_projector(
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let mut files = Vec::new();
     for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
-        let file = edge_ad::projector::Projector::file_name(level);
+        let file = edge_ad_core::projector::Projector::file_name(level);
         let bytes = export_level(p);
-        edge_ad::output::write_atomic(&out.join(&file), &bytes)?;
+        edge_ad_core::output::write_atomic(&out.join(&file), &bytes)?;
         files.push((file, bytes));
     }
     let calibration = bundle::model_calibration(model, &files, &report.radius, loss, samples, epochs, seed)?;
     let calib_path = out.join(bundle::MODEL_CALIBRATION);
     let bytes = edge_ad_calib::encode(&calibration).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
-    edge_ad::output::write_atomic(&calib_path, &bytes)?;
+    edge_ad_core::output::write_atomic(&calib_path, &bytes)?;
     Ok(())
 }
 
@@ -368,7 +334,7 @@ fn export(checkpoint: PathBuf, backbone: Option<PathBuf>, out: PathBuf) -> anyho
     let model = Model::load(backbone.as_deref())?;
     let device = Device::flex();
     let (projectors, state) = train::checkpoint::load(&checkpoint, &device)?;
-    if state.backbone != edge_ad::model::hex(&model.manifest.sha256) {
+    if state.backbone != edge_ad_core::model::hex(&model.manifest.sha256) {
         bail!("{}: trained on another backbone than {}", checkpoint.display(), model.origin);
     }
     if state.sizes.len() != model.manifest.levels.len() {
@@ -392,7 +358,7 @@ fn write_bundle(backbone: Option<PathBuf>, projector: Option<PathBuf>, out: Path
     let model = Model::load(backbone.as_deref())?;
     let bundle = bundle::make_bundle(&model, projector.as_deref())?;
     let bytes = edge_ad_calib::encode(&bundle).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    edge_ad::output::write_atomic(&out, &bytes)?;
+    edge_ad_core::output::write_atomic(&out, &bytes)?;
     println!(
         "wrote {} ({} files, {:.1} MB, {})",
         out.display(),

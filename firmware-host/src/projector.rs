@@ -33,6 +33,25 @@ pub struct ProjectorSize {
     pub se: usize,
 }
 
+/// Which sizing rule `--size` picks for every level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SizeRule {
+    /// [`ProjectorSize::edge`].
+    Edge,
+    /// [`ProjectorSize::paper`].
+    Paper,
+}
+
+impl SizeRule {
+    /// The size this rule gives a level of `channels` channels.
+    pub fn for_channels(self, channels: usize) -> ProjectorSize {
+        match self {
+            Self::Edge => ProjectorSize::edge(channels),
+            Self::Paper => ProjectorSize::paper(channels),
+        }
+    }
+}
+
 impl ProjectorSize {
     /// The paper's sizes: 2048 keys, hidden 4C, 16 heads (or fewer when C is not a multiple),
     /// SE width 4C/16 rounded to a multiple of 8 (timm's rule).

@@ -124,8 +124,8 @@ pub fn separation(
                 }
             }
             Some(Separation {
-                raw: edge_ad::metrics::auroc(&raw, &labels)?,
-                projected: edge_ad::metrics::auroc(&projected, &labels)?,
+                raw: edge_ad_eval::metrics::auroc(&raw, &labels)?,
+                projected: edge_ad_eval::metrics::auroc(&projected, &labels)?,
             })
         })
         .collect()
@@ -177,7 +177,7 @@ pub fn input_scales(samples: &[Sample], channels: &[usize]) -> Vec<f32> {
 }
 
 /// Which patches count as anomalous, normal or neither in the losses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 pub enum LabelRule {
     /// The official code's: angle loss anomalous when more than 1/6 of the cell is, norm loss
     /// anomalous when the cell's top-left pixel is; every other patch is normal.
@@ -447,7 +447,7 @@ pub mod checkpoint {
         let mut store = SafetensorsStore::from_file(&weights).overwrite(true);
         projectors.save_into(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
         let json = serde_json::to_vec_pretty(state)?;
-        edge_ad::output::write_atomic(&dir.join(STATE), &json)?;
+        edge_ad_core::output::write_atomic(&dir.join(STATE), &json)?;
         Ok(())
     }
 

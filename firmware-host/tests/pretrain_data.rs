@@ -17,8 +17,8 @@ fn s(p: &Path) -> &str {
 fn pretrains_from_an_mvtec_tree_with_synthetic_anomalies_and_reuses_its_features() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let spec = edge_ad::synth::SynthSpec { side: 128, train_good: 4, test_good: 1, per_defect: 1, seed: 3 };
-    edge_ad::synth::generate(&data, &["knit"], &spec).unwrap();
+    let spec = edge_ad_eval::synth::SynthSpec { side: 128, train_good: 4, test_good: 1, per_defect: 1, seed: 3 };
+    edge_ad_eval::synth::generate(&data, &["knit"], &spec).unwrap();
     let (out, cache) = (tmp.path().join("proj"), tmp.path().join("cache"));
     let args = [
         "pretrain",

@@ -3,9 +3,9 @@
 
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
-use edge_ad::backbone::FeatureMap;
-use edge_ad::model::Model;
-use edge_ad::projector::Projector;
+use edge_ad_core::backbone::FeatureMap;
+use edge_ad_core::model::Model;
+use edge_ad_core::projector::Projector;
 use edge_ad_host::losses::{angle_loss, norm_loss, LossVariant};
 use edge_ad_host::onnx_export::export_level;
 use edge_ad_host::projector::{LevelProjector, ProjectorSize};
@@ -29,7 +29,7 @@ fn exported_projector_run_by_the_box_equals_burns_forward() {
     let device = Device::flex();
     let model = Model::embedded_default().unwrap();
     let side = 64;
-    let shapes = edge_ad::backbone::expected_shapes(&model.manifest, side);
+    let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, side);
     let dir = tempfile::tempdir().unwrap();
     let mut projectors = Vec::new();
     for (level, &(c, _, _)) in model.manifest.levels.iter().zip(&shapes) {

@@ -1,0 +1,169 @@
+//! `edge-ad eval` and `edge-ad demo`: calibrate on K good parts of each category and score its
+//! test set through the box's frame path; print the figures.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use edge_ad_core::decision::Verdict;
+use edge_ad_core::setup::Station;
+use edge_ad_eval::eval::{self, CategoryReport};
+use edge_ad_eval::{dataset, progress, synth};
+
+use crate::args::{CalibArgs, DemoArgs, EvalArgs, ModelArgs};
+use crate::calibrate::{settings, sides};
+use crate::Result;
+
+fn fmt_opt(v: Option<f64>, pct: bool) -> String {
+    match v {
+        Some(x) if pct => format!("{:.1}%", 100.0 * x),
+        Some(x) => format!("{x:.4}"),
+        None => "-".into(),
+    }
+}
+
+fn print_table(reports: &[CategoryReport]) {
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9}",
+        "category", "I-AUROC", "P-AUROC", "AUPRO", "threshold", "escape", "f-reject", "ms med", "ms p95"
+    );
+    for r in reports {
+        println!(
+            "{:<14} {:>8} {:>8} {:>8} {:>10.4} {:>8} {:>8} {:>9.1} {:>9.1}",
+            r.category,
+            fmt_opt(r.image_auroc, false),
+            fmt_opt(r.pixel_auroc, false),
+            fmt_opt(r.aupro, false),
+            r.threshold,
+            fmt_opt(r.escape_rate, true),
+            fmt_opt(r.false_reject_rate, true),
+            r.latency_ms_median,
+            r.latency_ms_p95
+        );
+    }
+    // Per defect kind, over the categories (the last report is the mean when there are several).
+    if let Some(overall) = reports.last().filter(|r| !r.defects.is_empty()) {
+        println!();
+        println!("{:<14} {:>8} {:>8} {:>8}", "defect kind", "I-AUROC", "escape", "parts");
+        for d in &overall.defects {
+            println!(
+                "{:<14} {:>8} {:>8} {:>8}",
+                d.kind,
+                fmt_opt(d.image_auroc, false),
+                fmt_opt(d.escape_rate, true),
+                d.images
+            );
+        }
+    }
+}
+
+/// What one evaluation runs: the model, the flags that shape the calibration, the shots.
+struct Plan<'a> {
+    station: &'a Station,
+    model: &'a ModelArgs,
+    calib: &'a CalibArgs,
+    shots: usize,
+}
+
+impl Plan<'_> {
+    fn evaluate(
+        &self,
+        root: &Path,
+        names: &[String],
+        plots: Option<&Path>,
+        mut per_image: impl FnMut(&str, &eval::Scored<'_>),
+    ) -> Result<Vec<CategoryReport>> {
+        let (side, resize) = sides(self.station, self.calib);
+        let projector = self.station.projector(side)?;
+        let settings = settings(self.calib, self.model, self.station);
+        let mut reports = Vec::new();
+        for name in names {
+            let category = dataset::load_category(root, name)?;
+            let bar = progress::bar((category.test.len() + 2 * self.shots) as u64, name);
+            let (report, curves) = eval::evaluate_category(
+                self.station,
+                projector.clone(),
+                &category,
+                self.shots,
+                &settings,
+                side,
+                resize,
+                &|msg| {
+                    bar.inc(1);
+                    bar.set_message(msg.to_string());
+                },
+                &mut |s| bar.suspend(|| per_image(name, &s)),
+            )?;
+            bar.finish_and_clear();
+            if let Some(dir) = plots {
+                std::fs::create_dir_all(dir).map_err(|e| edge_ad_core::Error::io(dir, e))?;
+                edge_ad_eval::plots::write_curves(dir, &report, &curves)?;
+            }
+            reports.push(report);
+        }
+        Ok(reports)
+    }
+}
+
+/// `edge-ad eval`.
+pub fn eval(model: &ModelArgs, a: EvalArgs) -> Result {
+    let station = model.setup().open()?;
+    let names = if a.categories.is_empty() { dataset::category_names(&a.dataset)? } else { a.categories.clone() };
+    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots };
+    let mut reports = plan.evaluate(&a.dataset, &names, a.plots.as_deref(), |_, _| {})?;
+    reports.push(eval::mean_report(&reports));
+    if a.json.json {
+        for r in &reports {
+            let line = serde_json::to_string(r)
+                .map_err(|e| edge_ad_core::Error::Stage { stage: "report", reason: format!("JSON: {e}") })?;
+            println!("{line}");
+        }
+    } else {
+        print_table(&reports);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `edge-ad demo`.
+pub fn demo(model: &ModelArgs, a: DemoArgs) -> Result {
+    let station = model.setup().open()?;
+    let (root, temporary) = match &a.keep {
+        Some(dir) => (dir.clone(), false),
+        None => (std::env::temp_dir().join(format!("edge-ad-demo-{}", std::process::id())), true),
+    };
+    let spec =
+        synth::SynthSpec { seed: a.seed, test_good: a.test_good, per_defect: a.per_defect, ..Default::default() };
+    let textures = if a.training_textures { synth::TRAINING_TEXTURES } else { synth::TEXTURES };
+    println!(
+        "generating {} textures ({} good shots available, {} good and {} defective test parts each) in {}",
+        textures.len(),
+        spec.train_good,
+        spec.test_good,
+        spec.per_defect * synth::DEFECTS.len(),
+        root.display()
+    );
+    synth::generate(&root, &textures, &spec)?;
+    let names: Vec<String> = textures.iter().map(|s| s.to_string()).collect();
+    println!("calibrating on the first {} good parts of each texture, then scoring every test part:", a.shots.shots);
+    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots };
+    let result = plan.evaluate(&root, &names, None, |cat, s| {
+        let truth = s.item.defect.as_deref().unwrap_or("good");
+        let file = s.item.path.file_name().unwrap_or_default().to_string_lossy();
+        let wrong =
+            matches!((truth, s.verdict), ("good", Verdict::Ng)) || (truth != "good" && s.verdict == Verdict::Ok);
+        println!(
+            "  {cat:<6} {truth:<8} {file}  score {:.4}  {}{}  {:.1} ms",
+            s.score,
+            s.verdict.as_str(),
+            if wrong { " (wrong)" } else { "" },
+            s.latency_ms
+        );
+    });
+    if temporary {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    let mut reports = result?;
+    reports.push(eval::mean_report(&reports));
+    println!();
+    print_table(&reports);
+    Ok(ExitCode::SUCCESS)
+}

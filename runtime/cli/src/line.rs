@@ -1,0 +1,61 @@
+//! `edge-ad serve` and `edge-ad status`: the box on the line, as box.toml says.
+
+use std::process::ExitCode;
+
+use edge_ad_line::config::BoxConfig;
+use edge_ad_line::counters::Counters;
+
+use crate::args::{ServeArgs, StatusArgs};
+use crate::Result;
+
+/// `edge-ad serve`: runs until SIGTERM/SIGINT, the trigger input closes, or a replayed source
+/// runs out.
+#[cfg(target_os = "linux")]
+pub fn serve(a: ServeArgs) -> Result {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let path = a.config.path()?;
+    let config = BoxConfig::load(path)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| crate::Error::Usage(format!("cannot handle signal {signal}: {e}")))?;
+    }
+    edge_ad_line::service::serve(&config, path, stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `edge-ad serve` needs the Linux camera and GPIO drivers.
+#[cfg(not(target_os = "linux"))]
+pub fn serve(a: ServeArgs) -> Result {
+    Err(crate::Error::Usage(format!(
+        "{}: serve needs Linux (V4L2 and the GPIO character device)",
+        a.config.path()?.display()
+    )))
+}
+
+/// `edge-ad status`: the counters the configuration names.
+pub fn status(a: StatusArgs) -> Result {
+    let config = BoxConfig::load(a.config.path()?)?;
+    let counters = Counters::read(&config.counters.path)?;
+    let s = counters.summary();
+    if a.json.json {
+        println!("{s}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let ms = |k: &str| s["latency_ms"][k].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
+    println!("counters since {} (Unix seconds), {}", counters.since_unix, config.counters.path.display());
+    println!(
+        "triggers {}  OK {}  NG {}  missed {}  late {}  errors {}  faults {}  archive dropped {}",
+        counters.triggers,
+        counters.ok,
+        counters.ng,
+        counters.missed,
+        counters.late,
+        counters.errors,
+        counters.faults,
+        counters.archive_dropped
+    );
+    println!("latency ms: min {}  mean {}  p95 {}  max {}", ms("min"), ms("mean"), ms("p95"), ms("max"));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,65 @@
+//! `edge-ad`: the inspection box's command line. It parses ([`args`]), resolves the model
+//! setup once, and dispatches to a verb; nothing here computes on images itself.
+
+mod args;
+mod calibrate;
+mod evaluate;
+mod line;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+/// What a verb can fail with: the frame path's errors, or the line's.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The frame path: models, calibrations, images, settings.
+    #[error(transparent)]
+    Core(#[from] edge_ad_core::Error),
+    /// The box on the line: box.toml, devices, records.
+    #[error(transparent)]
+    Line(#[from] edge_ad_line::Error),
+    /// A flag combination that cannot run.
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A verb's result: its exit code.
+pub type Result<T = ExitCode> = std::result::Result<T, Error>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .init();
+    let result = match cli.command {
+        Command::Serve(a) if !cli.model.any() => line::serve(a),
+        Command::Status(a) if !cli.model.any() => line::status(a),
+        Command::Serve(_) | Command::Status(_) => {
+            Err(Error::Usage("serve and status read the model from box.toml: leave out the model flags".into()))
+        }
+        Command::Calibrate(a) => calibrate::calibrate(&cli.model, a),
+        Command::Run(a) => run::run(&cli.model, a),
+        Command::Eval(a) => evaluate::eval(&cli.model, a),
+        Command::Demo(a) => evaluate::demo(&cli.model, a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("edge-ad: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

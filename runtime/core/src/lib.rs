@@ -1,0 +1,32 @@
+//! edge-ad-core: the frame path of an edge-ad inspection box, and nothing else.
+//!
+//! One module per stage: [`source`] → [`preprocess`] → [`backbone`] → [`residual`] →
+//! [`projector`] → [`scorer`] → [`anomaly_map`] → [`decision`] → [`output`]. [`pipeline`] wires
+//! the stages into an [`pipeline::Inspector`]; [`calibrate`] makes a site calibration from K good
+//! parts and turns one back into an inspector; [`model`] and [`bundle`] load the backbone (the
+//! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
+//! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
+//! [`canvas`] lets embedded-graphics draw into an image (the overlay and the plots use it).
+//!
+//! Nothing here knows about the line (PLC, camera, box.toml) or about evaluation.
+#![deny(unsafe_code)]
+
+pub mod anomaly_map;
+pub mod backbone;
+pub mod bundle;
+pub mod calibrate;
+pub mod canvas;
+pub mod decision;
+pub mod error;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod preprocess;
+pub mod projector;
+pub mod residual;
+pub mod scorer;
+pub mod setup;
+pub mod source;
+
+pub use edge_ad_calib as formats;
+pub use error::{Error, Result};

@@ -1,0 +1,142 @@
+//! Preprocessing: resize the shorter side, centre-crop to the working side, and lay out CHW f32
+//! as the manifest asks. Resizing is done on u8 with fast_image_resize (SIMD on x86 and NEON).
+
+use edge_ad_calib::{ColourOrder, ModelManifest, Normalisation};
+use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use image::{GrayImage, RgbImage};
+
+use crate::error::{Error, Result};
+
+/// Largest working side accepted (buffers are sized from it before anything runs).
+pub const MAX_WORKING_SIDE: u32 = 4096;
+
+/// Where the working square lies in the source image, in source pixels.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CropGeometry {
+    /// Source image width.
+    pub src_width: u32,
+    /// Source image height.
+    pub src_height: u32,
+    /// Left edge of the crop in source pixels.
+    pub left: f64,
+    /// Top edge of the crop in source pixels.
+    pub top: f64,
+    /// Side of the crop in source pixels (the crop is square).
+    pub side: f64,
+}
+
+impl CropGeometry {
+    /// The square of a `width`×`height` image that becomes the working square when its shorter
+    /// side is resized to `resize_side` and the centre `working_side` pixels are kept.
+    pub fn new(width: u32, height: u32, resize_side: u32, working_side: u32) -> Self {
+        let scale = resize_side as f64 / width.min(height) as f64;
+        let side = working_side as f64 / scale;
+        Self {
+            src_width: width,
+            src_height: height,
+            left: (width as f64 - side) / 2.0,
+            top: (height as f64 - side) / 2.0,
+            side,
+        }
+    }
+}
+
+/// Turns RGB frames into the backbone's input tensor.
+pub struct Preprocessor {
+    resize_side: u32,
+    working_side: u32,
+    colour: ColourOrder,
+    normalisation: Normalisation,
+    resizer: Resizer,
+    resized: Image<'static>,
+    chw: Vec<f32>,
+}
+
+impl Preprocessor {
+    /// A preprocessor for `manifest` that resizes the shorter side to `resize_side` and crops
+    /// `working_side` (a multiple of every level's stride).
+    pub fn new(manifest: &ModelManifest, resize_side: u32, working_side: u32) -> Result<Self> {
+        if working_side > MAX_WORKING_SIDE {
+            return Err(Error::Setting(format!(
+                "working side {working_side} is larger than the {MAX_WORKING_SIDE}-pixel maximum"
+            )));
+        }
+        if working_side == 0 || resize_side < working_side {
+            return Err(Error::Setting(format!(
+                "resize side {resize_side} must be at least the working side {working_side} (> 0)"
+            )));
+        }
+        if let Some(l) = manifest.levels.iter().find(|l| working_side % l.stride != 0) {
+            return Err(Error::Setting(format!(
+                "working side {working_side} is not a multiple of level {}'s stride {}",
+                l.output, l.stride
+            )));
+        }
+        let n = working_side as usize * working_side as usize;
+        Ok(Self {
+            resize_side,
+            working_side,
+            colour: manifest.colour_order,
+            normalisation: manifest.normalisation,
+            resizer: Resizer::new(),
+            resized: Image::new(working_side, working_side, PixelType::U8x3),
+            chw: vec![0.0; 3 * n],
+        })
+    }
+
+    /// Working side in pixels.
+    pub fn working_side(&self) -> u32 {
+        self.working_side
+    }
+
+    /// Shorter side after resizing, before the crop.
+    pub fn resize_side(&self) -> u32 {
+        self.resize_side
+    }
+
+    /// The crop of an image of this size.
+    pub fn geometry(&self, width: u32, height: u32) -> CropGeometry {
+        CropGeometry::new(width, height, self.resize_side, self.working_side)
+    }
+
+    /// Resizes and crops `image` (bicubic, antialiased like PIL) and returns the CHW tensor data.
+    pub fn run(&mut self, image: &RgbImage) -> Result<(&[f32], CropGeometry)> {
+        let geometry = self.geometry(image.width(), image.height());
+        let options = crop_options(&geometry).resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        self.resizer
+            .resize(image, &mut self.resized, &options)
+            .map_err(|e| Error::Stage { stage: "preprocess", reason: format!("resize failed: {e}") })?;
+        let n = self.working_side as usize * self.working_side as usize;
+        let (r, rest) = self.chw.split_at_mut(n);
+        let (g, b) = rest.split_at_mut(n);
+        let (first, third) = match self.colour {
+            ColourOrder::Rgb => (r, b),
+            ColourOrder::Bgr => (b, r),
+        };
+        let (mean, std) = match self.normalisation {
+            Normalisation::UnitRangeInGraph => ([0.0; 3], [1.0; 3]),
+            Normalisation::MeanStd { mean, std } => (mean, std),
+        };
+        for (i, px) in self.resized.buffer().chunks_exact(3).enumerate() {
+            first[i] = (px[0] as f32 / 255.0 - mean[0]) / std[0];
+            g[i] = (px[1] as f32 / 255.0 - mean[1]) / std[1];
+            third[i] = (px[2] as f32 / 255.0 - mean[2]) / std[2];
+        }
+        Ok((&self.chw, geometry))
+    }
+
+    /// Applies the same crop to a mask (nearest neighbour) so masks line up with anomaly maps.
+    pub fn mask(&mut self, mask: &GrayImage) -> Result<Vec<u8>> {
+        let geometry = self.geometry(mask.width(), mask.height());
+        let mut out = Image::new(self.working_side, self.working_side, PixelType::U8);
+        let options = crop_options(&geometry).resize_alg(ResizeAlg::Nearest);
+        self.resizer
+            .resize(mask, &mut out, &options)
+            .map_err(|e| Error::Stage { stage: "preprocess", reason: format!("mask resize failed: {e}") })?;
+        Ok(out.into_vec())
+    }
+}
+
+fn crop_options(g: &CropGeometry) -> ResizeOptions {
+    ResizeOptions::new().crop(g.left, g.top, g.side, g.side)
+}

@@ -1,0 +1,146 @@
+//! The projector stage: per level, an ONNX graph run by tract on the residual map
+//! ([1, C, H, W] in, same shape out), or the identity before any pretraining.
+
+use std::path::{Path, PathBuf};
+
+use edge_ad_calib::ModelManifest;
+use tract_onnx::prelude::*;
+
+use crate::backbone::FeatureMap;
+use crate::error::{Error, Result};
+
+/// Projects residual maps level by level.
+pub enum Projector {
+    /// No projector: residuals pass unchanged (FeatureNorm is then the nearest-neighbour distance).
+    Identity,
+    /// One compiled graph per level, in manifest order.
+    Onnx {
+        /// Compiled graphs and their (C, H, W).
+        levels: Vec<(std::sync::Arc<TypedRunnableModel>, (usize, usize, usize))>,
+        /// sha256 over the files' sha256s in level order.
+        identity: [u8; 32],
+        /// The folder they came from.
+        dir: PathBuf,
+    },
+}
+
+/// The projector path that asks for the identity (raw residuals) instead of a folder.
+pub const NONE: &str = "none";
+
+impl Projector {
+    /// The projector for `model`'s levels at `working_side`: the one in `dir`, the identity when
+    /// `dir` is [`NONE`], and for `None` the default ([`Self::default_for`]).
+    pub fn open(dir: Option<&Path>, model: &crate::model::Model, working_side: u32) -> Result<std::sync::Arc<Self>> {
+        let shapes = crate::backbone::expected_shapes(&model.manifest, working_side);
+        Ok(std::sync::Arc::new(match dir {
+            Some(d) if d == Path::new(NONE) => Self::Identity,
+            Some(d) => Self::from_dir(d, &model.manifest, &shapes)?,
+            None => Self::default_for(model, &shapes)?,
+        }))
+    }
+
+    /// The embedded default projector ([`crate::model::DEFAULT_PROJECTOR`]) when `model` is the
+    /// default backbone it was pretrained for; the identity for any other backbone.
+    pub fn default_for(model: &crate::model::Model, shapes: &[(usize, usize, usize)]) -> Result<Self> {
+        if !model.is_default_backbone() {
+            return Ok(Self::Identity);
+        }
+        let origin = Path::new("embedded:models/projector");
+        let mut files = Vec::new();
+        for (level, (name, bytes)) in model.manifest.levels.iter().zip(crate::model::DEFAULT_PROJECTOR) {
+            if Self::file_name(level) != name {
+                return Err(Error::bad_file(origin, format!("{name} does not belong to level {}", level.output)));
+            }
+            files.push((origin.join(name), bytes.to_vec()));
+        }
+        Self::from_bytes(&files, shapes, origin)
+    }
+
+    /// The projector file name of a level: `<level output name>.onnx`.
+    pub fn file_name(level: &edge_ad_calib::LevelSpec) -> String {
+        format!("{}.onnx", level.output)
+    }
+
+    /// The projector files of `dir`: [`Self::file_name`] for each level of the manifest.
+    pub fn level_files(dir: &Path, manifest: &ModelManifest) -> Vec<PathBuf> {
+        manifest.levels.iter().map(|l| dir.join(Self::file_name(l))).collect()
+    }
+
+    /// Loads and compiles the projector of every level from `dir` for the given level shapes; the
+    /// first problem in level order (a missing file, a graph that does not fit) is the error.
+    pub fn from_dir(dir: &Path, manifest: &ModelManifest, shapes: &[(usize, usize, usize)]) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::bad_file(dir, "is not a folder of projector files (<level>.onnx)"));
+        }
+        let mut levels = Vec::new();
+        let mut all = Vec::new();
+        for (path, &shape) in Self::level_files(dir, manifest).iter().zip(shapes) {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            levels.push((compile_level(path, &bytes, shape)?, shape));
+            all.push(bytes);
+        }
+        let identity = crate::model::projector_digest(all.iter().map(|b| b.as_slice()));
+        Ok(Self::Onnx { levels, identity, dir: dir.to_path_buf() })
+    }
+
+    /// Compiles one projector graph per level from `(name for messages, ONNX bytes)` in level
+    /// order, for the given level shapes; `origin` names where they came from.
+    pub fn from_bytes(files: &[(PathBuf, Vec<u8>)], shapes: &[(usize, usize, usize)], origin: &Path) -> Result<Self> {
+        if files.len() != shapes.len() {
+            return Err(Error::bad_file(
+                origin,
+                format!("{} projector files for {} levels", files.len(), shapes.len()),
+            ));
+        }
+        let levels = files
+            .iter()
+            .zip(shapes)
+            .map(|((path, bytes), &shape)| Ok((compile_level(path, bytes, shape)?, shape)))
+            .collect::<Result<Vec<_>>>()?;
+        let identity = crate::model::projector_digest(files.iter().map(|(_, b)| b.as_slice()));
+        Ok(Self::Onnx { levels, identity, dir: origin.to_path_buf() })
+    }
+
+    /// The digest of the projector files ([`crate::model::projector_digest`]; `None` for the
+    /// identity projector).
+    pub fn digest(&self) -> Option<[u8; 32]> {
+        match self {
+            Self::Identity => None,
+            Self::Onnx { identity, .. } => Some(*identity),
+        }
+    }
+
+    /// Projects one level's residual map in place.
+    pub fn project(&self, level: usize, map: &mut FeatureMap) -> Result<()> {
+        let Self::Onnx { levels, dir, .. } = self else {
+            return Ok(());
+        };
+        let err = |reason: String| Error::Model { model: format!("projector {}", dir.display()), reason };
+        let (plan, (c, h, w)) = levels.get(level).ok_or_else(|| err(format!("no projector for level {level}")))?;
+        let mut chw = vec![0.0f32; c * h * w];
+        map.write_chw(&mut chw);
+        let input = Tensor::from_shape(&[1, *c, *h, *w], &chw).map_err(|e| err(format!("{e:#}")))?;
+        let out = plan.run(tvec!(input.into())).map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let view = out[0].to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
+        if view.shape() != [1, *c, *h, *w] {
+            return Err(err(format!("level {level} gave shape {:?}, expected [1, {c}, {h}, {w}]", view.shape())));
+        }
+        let flat: Vec<f32> = view.iter().copied().collect();
+        map.fill_from_chw(&flat);
+        Ok(())
+    }
+}
+
+/// One level's projector graph compiled for [1, C, H, W]; `path` names it in errors.
+fn compile_level(
+    path: &Path,
+    bytes: &[u8],
+    (c, h, w): (usize, usize, usize),
+) -> Result<std::sync::Arc<TypedRunnableModel>> {
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+        .and_then(|g| g.into_optimized())
+        .and_then(|g| g.into_runnable())
+        .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))
+}

@@ -1,0 +1,62 @@
+//! The embedded backbone through tract against onnxruntime's reference outputs
+//! (fixture copied from shared/models/ref/feat).
+
+use edge_ad_core::backbone::Backbone;
+use edge_ad_core::model::{self, Model};
+
+fn read_f32(name: &str) -> Vec<f32> {
+    let path = format!("{}/tests/fixtures/effnet_lite0_feat/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+#[test]
+fn embedded_model_matches_its_manifest() {
+    let m = Model::embedded_default().unwrap();
+    assert_eq!(m.manifest.sha256, model::sha256(model::DEFAULT_ONNX));
+    assert_eq!(m.manifest.input_side, 224);
+    let outs: Vec<&str> = m.manifest.levels.iter().map(|l| l.output.as_str()).collect();
+    assert_eq!(outs, ["feat_s8", "feat_s16"]);
+}
+
+#[test]
+fn tract_matches_onnxruntime_reference_within_1e_4() {
+    let model = Model::embedded_default().unwrap();
+    let backbone = Backbone::new(&model, 224).unwrap();
+    let input = read_f32("input.bin");
+    assert_eq!(input.len(), 3 * 224 * 224);
+    let maps = backbone.run(&input).unwrap();
+    for (map, (file, shape)) in
+        maps.iter().zip([("out_feat_s8.bin", (40, 28, 28)), ("out_feat_s16.bin", (112, 14, 14))])
+    {
+        assert_eq!((map.channels, map.height, map.width), shape);
+        let reference = read_f32(file);
+        let mut chw = vec![0.0; reference.len()];
+        map.write_chw(&mut chw);
+        let worst = chw.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst <= 1e-4, "{file}: max abs diff {worst}");
+        // Not a trivially-zero output.
+        assert!(reference.iter().any(|v| v.abs() > 0.1));
+    }
+}
+
+#[test]
+fn other_multiples_of_16_compile_and_give_scaled_grids() {
+    let model = Model::embedded_default().unwrap();
+    let backbone = Backbone::new(&model, 160).unwrap();
+    assert_eq!(backbone.level_shapes(), &[(40, 20, 20), (112, 10, 10)]);
+    let maps = backbone.run(&vec![0.5; 3 * 160 * 160]).unwrap();
+    assert!(maps.iter().all(|m| m.data.iter().all(|v| v.is_finite())));
+}
+
+#[test]
+fn a_manifest_whose_hash_differs_from_the_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = model::DEFAULT_ONNX.to_vec();
+    let n = bytes.len();
+    bytes[n - 1] ^= 1;
+    std::fs::write(dir.path().join("effnet_lite0_feat.onnx"), &bytes).unwrap();
+    std::fs::write(dir.path().join("m.manifest"), model::DEFAULT_MANIFEST).unwrap();
+    let err = Model::from_manifest(&dir.path().join("m.manifest")).err().expect("must be refused").to_string();
+    assert!(err.contains("sha256") && err.contains("m.manifest"), "{err}");
+}

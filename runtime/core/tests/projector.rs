@@ -1,0 +1,130 @@
+//! The projector stage runs a per-level ONNX graph through tract. The graph here is a 1×1
+//! convolution written with tract_onnx::pb, so the expected output is known exactly.
+
+use edge_ad_core::backbone::FeatureMap;
+use edge_ad_core::model::Model;
+use edge_ad_core::projector::Projector;
+use prost::Message;
+use tract_onnx::pb;
+
+/// A float tensor type [1, c, H, W] with symbolic H and W.
+fn float_nchw(c: usize) -> pb::TypeProto {
+    use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
+    let dim = |v: Dim| Dimension { value: Some(v), ..Default::default() };
+    pb::TypeProto {
+        value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+            elem_type: 1,
+            shape: Some(pb::TensorShapeProto {
+                dim: vec![
+                    dim(Dim::DimValue(1)),
+                    dim(Dim::DimValue(c as i64)),
+                    dim(Dim::DimParam("h".into())),
+                    dim(Dim::DimParam("w".into())),
+                ],
+            }),
+        })),
+        ..Default::default()
+    }
+}
+
+fn conv1x1_onnx(c: usize, weight: &[f32], bias: &[f32]) -> Vec<u8> {
+    let tensor = |name: &str, dims: Vec<i64>, data: &[f32]| pb::TensorProto {
+        name: name.into(),
+        dims,
+        data_type: 1, // FLOAT
+        float_data: data.to_vec(),
+        ..Default::default()
+    };
+    let node = pb::NodeProto {
+        input: vec!["x".into(), "w".into(), "b".into()],
+        output: vec!["y".into()],
+        op_type: "Conv".into(),
+        name: "proj".into(),
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        node: vec![node],
+        name: "projector".into(),
+        initializer: vec![tensor("w", vec![c as i64, c as i64, 1, 1], weight), tensor("b", vec![c as i64], bias)],
+        input: vec![pb::ValueInfoProto { name: "x".into(), r#type: Some(float_nchw(c)), ..Default::default() }],
+        output: vec![pb::ValueInfoProto { name: "y".into(), ..Default::default() }],
+        ..Default::default()
+    };
+    pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(graph),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+#[test]
+fn onnx_projector_applies_each_levels_graph() {
+    let model = Model::embedded_default().unwrap();
+    let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let mut weights = Vec::new();
+    for (level, &(c, _, _)) in model.manifest.levels.iter().zip(&shapes) {
+        let w: Vec<f32> = (0..c * c).map(|i| ((i * 7919) % 13) as f32 / 13.0 - 0.5).collect();
+        let b: Vec<f32> = (0..c).map(|i| i as f32 * 0.01).collect();
+        std::fs::write(dir.path().join(format!("{}.onnx", level.output)), conv1x1_onnx(c, &w, &b)).unwrap();
+        weights.push((w, b));
+    }
+    let projector = Projector::from_dir(dir.path(), &model.manifest, &shapes).unwrap();
+    assert!(projector.digest().is_some());
+    for (l, &(c, h, w)) in shapes.iter().enumerate() {
+        let mut map = FeatureMap::zeros(c, h, w);
+        map.data.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 17) as f32 - 8.0) / 8.0);
+        let input = map.clone();
+        projector.project(l, &mut map).unwrap();
+        let (wt, b) = &weights[l];
+        for p in 0..h * w {
+            for o in 0..c {
+                let expected: f32 = b[o] + (0..c).map(|i| wt[o * c + i] * input.data[p * c + i]).sum::<f32>();
+                let got = map.data[p * c + o];
+                assert!((got - expected).abs() < 1e-4, "level {l} patch {p} ch {o}: {got} vs {expected}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_missing_or_wrong_projector_file_is_named() {
+    let model = Model::embedded_default().unwrap();
+    let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, 64);
+    let dir = tempfile::tempdir().unwrap();
+    let err = Projector::from_dir(dir.path(), &model.manifest, &shapes).err().unwrap().to_string();
+    assert!(err.contains("feat_s8.onnx"), "{err}");
+    std::fs::write(dir.path().join("feat_s8.onnx"), b"not onnx").unwrap();
+    let err = Projector::from_dir(dir.path(), &model.manifest, &shapes).err().unwrap().to_string();
+    assert!(err.contains("feat_s8.onnx"), "{err}");
+    let err = Projector::from_dir(&dir.path().join("nope"), &model.manifest, &shapes).err().unwrap().to_string();
+    assert!(err.contains("nope"), "{err}");
+}
+
+#[test]
+fn the_embedded_default_projector_belongs_to_the_default_backbone_only() {
+    let model = Model::embedded_default().unwrap();
+    let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, 224);
+    let default = Projector::default_for(&model, &shapes).unwrap();
+    let files = edge_ad_core::model::DEFAULT_PROJECTOR;
+    assert_eq!(default.digest(), Some(edge_ad_core::model::projector_digest(files.iter().map(|(_, b)| *b))));
+    // It changes the residuals, and keeps their shape.
+    let (c, h, w) = shapes[0];
+    let mut map = FeatureMap::zeros(c, h, w);
+    map.data.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 29) as f32 - 14.0) / 7.0);
+    let input = map.clone();
+    default.project(0, &mut map).unwrap();
+    assert_eq!((map.channels, map.height, map.width), (c, h, w));
+    assert!(map.data.iter().zip(&input.data).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(map.data.iter().all(|v| v.is_finite()));
+    // Another backbone (another sha256) gets the identity, not a projector made for other features.
+    let mut other = model.clone();
+    other.manifest.sha256[0] ^= 1;
+    assert!(!other.is_default_backbone());
+    assert_eq!(Projector::default_for(&other, &shapes).unwrap().digest(), None);
+    // `none` asks for the identity; no path asks for the default.
+    assert_eq!(Projector::open(Some(std::path::Path::new("none")), &model, 224).unwrap().digest(), None);
+    assert_eq!(Projector::open(None, &model, 224).unwrap().digest(), default.digest());
+}

@@ -1,0 +1,285 @@
+//! Evaluation on an MVTec-layout category: calibrate on the first K `train/good` images (nothing
+//! else reaches the bank or the threshold), score every test image through the same frame path the
+//! box runs, and report image/pixel AUROC, AUPRO@0.3, escape and false-reject rates at the
+//! calibrated threshold, and latency. Pixel metrics are at the working resolution (the crop).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::dataset::Category;
+use crate::metrics;
+use edge_ad_core::calibrate::{self, CalibrationSettings};
+use edge_ad_core::decision::{decide, Verdict};
+use edge_ad_core::model::Model;
+use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::projector::Projector;
+use edge_ad_core::source::load_image;
+use edge_ad_core::{Error, Result};
+
+/// One category's figures (the JSON object `eval --json` prints). Rates and AUCs are fractions.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CategoryReport {
+    /// Category name, or `mean`.
+    pub category: String,
+    /// Image-level ROC AUC; `null` when the test set lacks good or defective images.
+    pub image_auroc: Option<f64>,
+    /// Pixel-level ROC AUC over every test pixel.
+    pub pixel_auroc: Option<f64>,
+    /// MVTec AUPRO integrated to FPR 0.3, divided by 0.3.
+    pub aupro: Option<f64>,
+    /// The threshold calibrated from the K shots.
+    pub threshold: f64,
+    /// Defective images called OK, over defective images.
+    pub escape_rate: Option<f64>,
+    /// Good images called NG, over good images.
+    pub false_reject_rate: Option<f64>,
+    /// Median frame-path latency (ms).
+    pub latency_ms_median: f64,
+    /// 95th-percentile frame-path latency (ms).
+    pub latency_ms_p95: f64,
+    /// Good test images.
+    pub good_images: usize,
+    /// Defective test images.
+    pub defect_images: usize,
+    /// Shots calibrated on.
+    pub shots: usize,
+    /// Scorer used.
+    pub scorer: String,
+    /// Seconds the calibration took (bank + threshold).
+    pub calibration_s: f64,
+    /// Per defect kind (the `test/<defect>` folders), in name order.
+    pub defects: Vec<DefectReport>,
+}
+
+/// One defect kind's figures within a category (or their mean over categories).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DefectReport {
+    /// The defect folder's name.
+    pub kind: String,
+    /// Image ROC AUC of this kind's parts against the category's good parts.
+    pub image_auroc: Option<f64>,
+    /// This kind's parts called OK, over this kind's parts.
+    pub escape_rate: Option<f64>,
+    /// Parts of this kind.
+    pub images: usize,
+}
+
+/// Curves behind a category's figures, for plots.
+#[derive(Clone, Debug, Default)]
+pub struct Curves {
+    /// Image-level ROC (FPR, TPR).
+    pub roc: Vec<(f64, f64)>,
+    /// PRO curve (FPR, PRO).
+    pub pro: Vec<(f64, f64)>,
+}
+
+/// One scored test image, for callers that print per-image lines.
+pub struct Scored<'a> {
+    /// The test item.
+    pub item: &'a crate::dataset::TestItem,
+    /// Its score.
+    pub score: f32,
+    /// Its verdict at the calibrated threshold.
+    pub verdict: Verdict,
+    /// Frame-path latency in ms.
+    pub latency_ms: f64,
+}
+
+/// Evaluates one category with K = `shots`.
+pub fn evaluate_category(
+    model: &Model,
+    projector: Arc<Projector>,
+    category: &Category,
+    shots: usize,
+    settings: &CalibrationSettings,
+    working_side: u32,
+    resize_side: u32,
+    progress: &dyn Fn(&str),
+    on_scored: &mut dyn FnMut(Scored<'_>),
+) -> Result<(CategoryReport, Curves)> {
+    if shots > category.train_good.len() {
+        return Err(Error::Setting(format!(
+            "category {}: {} shots asked but train/good holds {} images",
+            category.name,
+            shots,
+            category.train_good.len()
+        )));
+    }
+    let started = Instant::now();
+    let mut extractor = Extractor::new(model, resize_side, working_side)?;
+    let shot_images = edge_ad_core::source::load_named(&category.train_good[..shots])?;
+    let calib = calibrate::calibrate(
+        &mut extractor,
+        projector.clone(),
+        calibrate::identity(model, &projector),
+        &shot_images,
+        settings,
+        0,
+        progress,
+    )?;
+    let mut inspector = calibrate::inspector(model, projector, &calib, settings.threads)?;
+    let calibration_s = started.elapsed().as_secs_f64();
+    let threshold = calib.threshold.value;
+    let side = working_side as usize;
+
+    let n = category.test.len();
+    let mut scores = Vec::with_capacity(n);
+    let mut labels = Vec::with_capacity(n);
+    let mut verdicts = Vec::with_capacity(n);
+    let mut latencies = Vec::with_capacity(n);
+    // Maps and masks of all test images, one after another (side² values each).
+    let mut maps: Vec<f32> = Vec::with_capacity(n * side * side);
+    let mut masks: Vec<bool> = Vec::with_capacity(n * side * side);
+    for item in &category.test {
+        progress(&item.path.display().to_string());
+        let image = load_image(&item.path)?;
+        let mask = match &item.mask {
+            None => vec![false; side * side],
+            Some(path) => {
+                let m = image::open(path)
+                    .map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?
+                    .into_luma8();
+                if m.dimensions() != image.dimensions() {
+                    return Err(Error::bad_file(
+                        path,
+                        format!(
+                            "mask is {}×{} but its image {} is {}×{}",
+                            m.width(),
+                            m.height(),
+                            item.path.display(),
+                            image.width(),
+                            image.height()
+                        ),
+                    ));
+                }
+                inspector.extractor().preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
+            }
+        };
+        let start = Instant::now();
+        let inspection = inspector.inspect(&image)?;
+        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+        let verdict = decide(inspection.score, threshold);
+        on_scored(Scored { item, score: inspection.score, verdict, latency_ms });
+        scores.push(inspection.score);
+        verdicts.push(verdict);
+        labels.push(item.defect.is_some());
+        latencies.push(latency_ms);
+        maps.extend_from_slice(inspector.map());
+        masks.extend(mask);
+    }
+
+    let rate = |defective: bool, wrong: Verdict| {
+        let total = labels.iter().filter(|l| **l == defective).count();
+        let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();
+        (total > 0).then(|| bad as f64 / total as f64)
+    };
+    let defects = defect_reports(category, &scores, &verdicts);
+    let map_refs: Vec<&[f32]> = maps.chunks_exact(side * side).collect();
+    let mask_refs: Vec<&[bool]> = masks.chunks_exact(side * side).collect();
+    let pro = metrics::pro_curve(&map_refs, &mask_refs, side);
+    let (median, p95) = metrics::median_p95(&latencies);
+    let report = CategoryReport {
+        category: category.name.clone(),
+        image_auroc: metrics::auroc(&scores, &labels),
+        pixel_auroc: metrics::auroc(&maps, &masks),
+        aupro: pro.as_ref().map(|c| metrics::area_to(c, 0.3) / 0.3),
+        threshold: threshold as f64,
+        escape_rate: rate(true, Verdict::Ok),
+        false_reject_rate: rate(false, Verdict::Ng),
+        latency_ms_median: median,
+        latency_ms_p95: p95,
+        good_images: labels.iter().filter(|l| !**l).count(),
+        defect_images: labels.iter().filter(|l| **l).count(),
+        shots,
+        scorer: settings.scorer.name().to_string(),
+        calibration_s,
+        defects,
+    };
+    Ok((report, Curves { roc: metrics::roc_curve(&scores, &labels), pro: pro.unwrap_or_default() }))
+}
+
+/// Per defect kind: its parts against the good ones (AUROC) and its escape rate.
+fn defect_reports(category: &Category, scores: &[f32], verdicts: &[Verdict]) -> Vec<DefectReport> {
+    let mut kinds: Vec<&str> = category.test.iter().filter_map(|t| t.defect.as_deref()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let (mut s, mut labels, mut escapes, mut images) = (Vec::new(), Vec::new(), 0, 0);
+            for ((item, &score), &verdict) in category.test.iter().zip(scores).zip(verdicts) {
+                match item.defect.as_deref() {
+                    None => {
+                        s.push(score);
+                        labels.push(false);
+                    }
+                    Some(k) if k == kind => {
+                        s.push(score);
+                        labels.push(true);
+                        images += 1;
+                        escapes += usize::from(verdict == Verdict::Ok);
+                    }
+                    Some(_) => {}
+                }
+            }
+            DefectReport {
+                kind: kind.to_string(),
+                image_auroc: metrics::auroc(&s, &labels),
+                escape_rate: (images > 0).then(|| escapes as f64 / images as f64),
+                images,
+            }
+        })
+        .collect()
+}
+
+/// Per defect kind, the mean over the categories that have it (image counts summed).
+fn mean_defects(reports: &[CategoryReport]) -> Vec<DefectReport> {
+    let mut kinds: Vec<&str> = reports.iter().flat_map(|r| r.defects.iter().map(|d| d.kind.as_str())).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let of_kind: Vec<&DefectReport> =
+                reports.iter().flat_map(|r| r.defects.iter().filter(|d| d.kind == kind)).collect();
+            DefectReport {
+                kind: kind.to_string(),
+                image_auroc: mean_of(&of_kind, |d| d.image_auroc),
+                escape_rate: mean_of(&of_kind, |d| d.escape_rate),
+                images: of_kind.iter().map(|d| d.images).sum(),
+            }
+        })
+        .collect()
+}
+
+/// The mean of the figures `f` gives for `items`, leaving out those it has none for; `None` when
+/// none has one.
+fn mean_of<T>(items: &[T], f: impl Fn(&T) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = items.iter().filter_map(f).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The mean over categories of every figure (a figure missing in a category is left out of its
+/// mean); the image counts are summed.
+pub fn mean_report(reports: &[CategoryReport]) -> CategoryReport {
+    let mean = |f: &dyn Fn(&CategoryReport) -> Option<f64>| mean_of(reports, f);
+    CategoryReport {
+        category: "mean".into(),
+        image_auroc: mean(&|r| r.image_auroc),
+        pixel_auroc: mean(&|r| r.pixel_auroc),
+        aupro: mean(&|r| r.aupro),
+        threshold: mean(&|r| Some(r.threshold)).unwrap_or(f64::NAN),
+        escape_rate: mean(&|r| r.escape_rate),
+        false_reject_rate: mean(&|r| r.false_reject_rate),
+        latency_ms_median: mean(&|r| Some(r.latency_ms_median)).unwrap_or(f64::NAN),
+        latency_ms_p95: mean(&|r| Some(r.latency_ms_p95)).unwrap_or(f64::NAN),
+        good_images: reports.iter().map(|r| r.good_images).sum(),
+        defect_images: reports.iter().map(|r| r.defect_images).sum(),
+        shots: reports.first().map_or(0, |r| r.shots),
+        scorer: reports.first().map_or(String::new(), |r| r.scorer.clone()),
+        calibration_s: mean(&|r| Some(r.calibration_s)).unwrap_or(f64::NAN),
+        defects: mean_defects(reports),
+    }
+}

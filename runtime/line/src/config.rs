@@ -1,0 +1,515 @@
+//! The box's configuration: one TOML file (`box.toml`) for the source, the trigger, the PLC lines
+//! and their timing, the sinks, and the model and calibration paths. Every bad value is an error
+//! that names the file and the key.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use edge_ad_core::setup::{ModelSetup, ProjectorChoice, SetupProblem};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BoxConfig {
+    /// Model, projector, calibration.
+    pub model: ModelConfig,
+    /// Where frames come from.
+    pub source: SourceConfig,
+    /// What starts an inspection.
+    #[serde(default)]
+    pub trigger: TriggerConfig,
+    /// The PLC's lines; absent on a box without a PLC (records only).
+    pub plc: Option<PlcConfig>,
+    /// NG (and sampled OK) frames kept on disk.
+    pub archive: Option<ArchiveConfig>,
+    /// Where the counters persist.
+    #[serde(default)]
+    pub counters: CountersConfig,
+    /// Where verdict records go.
+    #[serde(default)]
+    pub records: RecordsConfig,
+    /// A Linux framebuffer to show the overlay on (e.g. "/dev/fb0").
+    pub display: Option<PathBuf>,
+}
+
+/// Model, projector and calibration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Backbone manifest; absent: the embedded EfficientNet-Lite0.
+    pub manifest: Option<PathBuf>,
+    /// Projector folder, or `none` for the identity (raw residuals); absent: the embedded default
+    /// projector with the default backbone, else the identity.
+    pub projector: Option<PathBuf>,
+    /// A bundle from `edge-ad-host bundle` (backbone, projector, model calibration), instead of
+    /// `manifest` and `projector`.
+    pub bundle: Option<PathBuf>,
+    /// The site calibration (written by `edge-ad calibrate`).
+    pub calibration: PathBuf,
+    /// Overrides the calibration's sensitivity.
+    pub sensitivity: Option<f32>,
+    /// Threads for the nearest-neighbour search (default: all cores).
+    pub threads: Option<usize>,
+}
+
+/// Where frames come from.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// A V4L2 camera.
+    Camera(CameraConfig),
+    /// The images of a folder in file-name order, one per trigger (for dry runs and replays).
+    Folder {
+        /// The folder.
+        path: PathBuf,
+        /// Start again at the first image after the last.
+        #[serde(default)]
+        repeat: bool,
+    },
+    /// The given image files, in the given order, one per trigger.
+    Files {
+        /// The files.
+        paths: Vec<PathBuf>,
+        /// Start again at the first file after the last.
+        #[serde(default)]
+        repeat: bool,
+    },
+}
+
+/// A V4L2 capture device.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// The device node.
+    pub device: PathBuf,
+    /// Asked width; the driver may adjust it (the negotiated size is logged).
+    #[serde(default = "default_width")]
+    pub width: u32,
+    /// Asked height.
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// Pixel format.
+    #[serde(default)]
+    pub format: PixelFormat,
+    /// No frame for this long: the camera is lost (a fault).
+    #[serde(default = "default_frame_timeout")]
+    pub frame_timeout_ms: u64,
+    /// Wait between attempts to reopen a lost camera.
+    #[serde(default = "default_reconnect")]
+    pub reconnect_ms: u64,
+}
+
+/// A camera pixel format the box decodes.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PixelFormat {
+    /// Packed 4:2:2 YUV.
+    #[default]
+    Yuyv,
+    /// Motion JPEG: one JPEG per frame.
+    Mjpg,
+}
+
+fn default_width() -> u32 {
+    640
+}
+fn default_height() -> u32 {
+    480
+}
+fn default_frame_timeout() -> u64 {
+    2000
+}
+fn default_reconnect() -> u64 {
+    1000
+}
+
+/// What starts an inspection.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TriggerConfig {
+    /// One inspection after another, at most one per interval.
+    FreeRun {
+        /// Least time between two triggers.
+        #[serde(default)]
+        interval_ms: u64,
+    },
+    /// An edge on a GPIO input line.
+    Gpio {
+        /// The GPIO character device.
+        chip: PathBuf,
+        /// The line.
+        line: LineId,
+        /// Which edge triggers.
+        #[serde(default)]
+        edge: Edge,
+        /// Kernel debounce period (0: none).
+        #[serde(default)]
+        debounce_ms: u64,
+    },
+    /// A line on standard input.
+    Stdin,
+    /// A line on a local (Unix) socket: `trigger` (or an empty line) triggers, `ack` acknowledges.
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+    },
+}
+
+impl Default for TriggerConfig {
+    fn default() -> Self {
+        Self::FreeRun { interval_ms: 0 }
+    }
+}
+
+/// A GPIO line: its offset on the chip or its name.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq, Hash)]
+#[serde(untagged)]
+pub enum LineId {
+    /// The line's offset.
+    Offset(u32),
+    /// The line's name (as `gpioinfo` shows it).
+    Name(String),
+}
+
+impl std::fmt::Display for LineId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Offset(o) => write!(f, "{o}"),
+            Self::Name(n) => write!(f, "\"{n}\""),
+        }
+    }
+}
+
+/// A trigger edge.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Edge {
+    /// Low to high (after polarity).
+    #[default]
+    Rising,
+    /// High to low.
+    Falling,
+}
+
+/// An output or input line with its polarity.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LineConfig {
+    /// The line.
+    pub line: LineId,
+    /// Which level is on.
+    #[serde(default)]
+    pub active: Level,
+}
+
+/// Which electrical level means on.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// High is on.
+    #[default]
+    High,
+    /// Low is on.
+    Low,
+}
+
+/// The PLC's lines and their timing.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlcConfig {
+    /// The GPIO character device of the output lines.
+    pub chip: PathBuf,
+    /// Can accept a trigger.
+    pub ready: Option<LineConfig>,
+    /// A part is in flight.
+    pub busy: Option<LineConfig>,
+    /// Strobe: OK/NG valid.
+    pub result_valid: Option<LineConfig>,
+    /// Good part.
+    pub ok: Option<LineConfig>,
+    /// Defective part, late result.
+    pub ng: Option<LineConfig>,
+    /// Fault.
+    pub error: Option<LineConfig>,
+    /// Pulsed on a missed trigger.
+    pub missed: Option<LineConfig>,
+    /// Input: the PLC acknowledges a result (then results are held until acknowledged).
+    pub ack: Option<LineConfig>,
+    /// OK pulse width.
+    #[serde(default = "default_pulse")]
+    pub ok_pulse_ms: u64,
+    /// NG pulse width.
+    #[serde(default = "default_pulse")]
+    pub ng_pulse_ms: u64,
+    /// MISSED pulse width.
+    #[serde(default = "default_pulse")]
+    pub missed_pulse_ms: u64,
+    /// Show every result at trigger + this (late ⇒ NG); absent: as soon as known.
+    pub result_offset_ms: Option<u64>,
+    /// A part in flight longer than this is a stall (a fault).
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+}
+
+fn default_pulse() -> u64 {
+    20
+}
+fn default_deadline() -> u64 {
+    2000
+}
+
+/// NG (and sampled OK) frames on disk.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Disk budget in MiB; the oldest files go first.
+    #[serde(default = "default_budget")]
+    pub budget_mib: u64,
+    /// Keep one OK frame in this many (0: none).
+    #[serde(default)]
+    pub ok_every: u64,
+    /// Frames waiting to be written; more are dropped (and counted), never waited for.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_budget() -> u64 {
+    512
+}
+fn default_queue() -> usize {
+    8
+}
+
+/// Where the counters persist.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CountersConfig {
+    /// The counters file (JSON).
+    #[serde(default = "default_counters")]
+    pub path: PathBuf,
+}
+
+impl Default for CountersConfig {
+    fn default() -> Self {
+        Self { path: default_counters() }
+    }
+}
+
+fn default_counters() -> PathBuf {
+    PathBuf::from("/var/lib/edge-ad/counters.json")
+}
+
+/// Where verdict records go.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordsConfig {
+    /// A JSON Lines file to append to; absent: standard output.
+    pub path: Option<PathBuf>,
+}
+
+impl BoxConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text).map_err(|reason| Error::bad_file(path, reason))
+    }
+
+    /// Parses and checks a configuration's text; the error names the key.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        match self.model.setup().problem() {
+            Some(SetupProblem::Sensitivity(s)) => {
+                return Err(format!("model.sensitivity must be a positive number, got {s}"))
+            }
+            Some(SetupProblem::BundleWithParts) => {
+                return Err(
+                    "model.bundle carries the backbone and projector: leave out model.manifest and model.projector (or set it to \"none\")"
+                        .into(),
+                )
+            }
+            Some(SetupProblem::Threads) => return Err("model.threads must be at least 1".into()),
+            None => {}
+        }
+        if let SourceConfig::Files { paths, .. } = &self.source {
+            if paths.is_empty() {
+                return Err("source.paths is empty".into());
+            }
+        }
+        if let SourceConfig::Camera(c) = &self.source {
+            if !(32..=8192).contains(&c.width) || !(32..=8192).contains(&c.height) {
+                return Err(format!("source.width and source.height must be 32..8192, got {}×{}", c.width, c.height));
+            }
+            if c.frame_timeout_ms == 0 {
+                return Err("source.frame_timeout_ms must be above 0".into());
+            }
+        }
+        if let Some(p) = &self.plc {
+            for (key, v) in [
+                ("ok_pulse_ms", p.ok_pulse_ms),
+                ("ng_pulse_ms", p.ng_pulse_ms),
+                ("missed_pulse_ms", p.missed_pulse_ms),
+                ("deadline_ms", p.deadline_ms),
+            ] {
+                if v == 0 {
+                    return Err(format!("plc.{key} must be above 0"));
+                }
+            }
+            if let Some(offset) = p.result_offset_ms {
+                if offset == 0 || offset >= p.deadline_ms {
+                    return Err(format!(
+                        "plc.result_offset_ms must be above 0 and below plc.deadline_ms ({}), got {offset}",
+                        p.deadline_ms
+                    ));
+                }
+            }
+            if p.ok.is_none() && p.ng.is_none() {
+                return Err("plc: neither plc.ok nor plc.ng is wired; the PLC would never see a verdict".into());
+            }
+            let mut seen = HashSet::new();
+            for (key, line) in p.lines() {
+                if !seen.insert(&line.line) {
+                    return Err(format!("plc.{key}: line {} is used twice", line.line));
+                }
+            }
+            if let TriggerConfig::Gpio { chip, line, .. } = &self.trigger {
+                if chip == &p.chip && seen.contains(line) {
+                    return Err(format!("trigger.line {line} is also a plc line on {}", chip.display()));
+                }
+            }
+        }
+        if let Some(a) = &self.archive {
+            if a.budget_mib == 0 || a.queue == 0 {
+                return Err("archive.budget_mib and archive.queue must be above 0".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ModelConfig {
+    /// The model setup this section names (the calibration is read apart).
+    pub fn setup(&self) -> ModelSetup {
+        ModelSetup {
+            bundle: self.bundle.clone(),
+            manifest: self.manifest.clone(),
+            projector: ProjectorChoice::from_spelling(self.projector.as_deref()),
+            sensitivity: self.sensitivity,
+            threads: self.threads,
+        }
+    }
+}
+
+impl PlcConfig {
+    /// Every wired line with its key, outputs first, then the acknowledge input.
+    pub fn lines(&self) -> Vec<(&'static str, &LineConfig)> {
+        [
+            ("ready", &self.ready),
+            ("busy", &self.busy),
+            ("result_valid", &self.result_valid),
+            ("ok", &self.ok),
+            ("ng", &self.ng),
+            ("error", &self.error),
+            ("missed", &self.missed),
+            ("ack", &self.ack),
+        ]
+        .into_iter()
+        .filter_map(|(k, l)| l.as_ref().map(|l| (k, l)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+[model]
+calibration = "/var/lib/edge-ad/site.calib"
+sensitivity = 1.2
+
+[source]
+kind = "camera"
+device = "/dev/video0"
+format = "MJPG"
+
+[trigger]
+kind = "gpio"
+chip = "/dev/gpiochip0"
+line = "TRIGGER_IN"
+
+[plc]
+chip = "/dev/gpiochip0"
+ready = { line = 0 }
+busy = { line = 1 }
+ok = { line = 3 }
+ng = { line = 4, active = "low" }
+error = { line = 5 }
+ng_pulse_ms = 30
+result_offset_ms = 60
+
+[archive]
+dir = "/var/lib/edge-ad/archive"
+ok_every = 100
+"#;
+
+    #[test]
+    fn a_full_configuration_reads_with_defaults_filled_in() {
+        let c = BoxConfig::parse(FULL).unwrap();
+        let SourceConfig::Camera(cam) = &c.source else { panic!("camera") };
+        assert_eq!((cam.width, cam.height, cam.format), (640, 480, PixelFormat::Mjpg));
+        let TriggerConfig::Gpio { line, edge, .. } = &c.trigger else { panic!("gpio") };
+        assert_eq!((line, *edge), (&LineId::Name("TRIGGER_IN".into()), Edge::Rising));
+        let plc = c.plc.as_ref().unwrap();
+        assert_eq!((plc.ok_pulse_ms, plc.ng_pulse_ms, plc.result_offset_ms), (20, 30, Some(60)));
+        assert_eq!(plc.ng.as_ref().unwrap().active, Level::Low);
+        assert_eq!(plc.lines().len(), 5);
+        assert_eq!(c.archive.unwrap().budget_mib, 512);
+        assert_eq!(c.counters.path, PathBuf::from("/var/lib/edge-ad/counters.json"));
+    }
+
+    #[test]
+    fn every_bad_value_names_its_key() {
+        let cases = [
+            ("sensitivity = 1.2", "sensitivity = -1", "model.sensitivity"),
+            ("format = \"MJPG\"", "format = \"H264\"", "H264"),
+            ("ng_pulse_ms = 30", "ng_pulse_ms = 0", "plc.ng_pulse_ms"),
+            ("result_offset_ms = 60", "result_offset_ms = 5000", "plc.result_offset_ms"),
+            ("busy = { line = 1 }", "busy = { line = 3 }", "plc.ok: line 3 is used twice"),
+            ("line = \"TRIGGER_IN\"", "line = 4", "trigger.line 4"),
+            ("ok_every = 100", "ok_every = 100\nbudget = 3", "unknown field `budget`"),
+            ("kind = \"camera\"", "kind = \"webcam\"", "webcam"),
+            ("ng = { line = 4, active = \"low\" }", "ng = { line = 4, active = \"lo\" }", "lo"),
+            ("ok = { line = 3 }\nng = { line = 4, active = \"low\" }", "", "neither plc.ok nor plc.ng"),
+        ];
+        for (from, to, needle) in cases {
+            assert!(FULL.contains(from), "{from}");
+            let err = BoxConfig::parse(&FULL.replace(from, to)).unwrap_err();
+            assert!(err.contains(needle), "{to:?}: {err}");
+        }
+        let err = BoxConfig::parse("[source]\nkind = \"folder\"\npath = \"x\"").unwrap_err();
+        assert!(err.contains("model"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_example_reads() {
+        let c = BoxConfig::parse(include_str!("../../deploy/box.toml")).unwrap();
+        assert!(matches!(c.source, SourceConfig::Camera(_)));
+        assert_eq!(c.plc.unwrap().lines().len(), 7);
+    }
+
+    #[test]
+    fn a_missing_file_names_the_file() {
+        let e = BoxConfig::load(Path::new("/nonexistent/box.toml")).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/box.toml"), "{e}");
+    }
+}

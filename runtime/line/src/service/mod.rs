@@ -1,0 +1,393 @@
+//! `edge-ad serve`: the box on the line. It wires the stages around the PLC handshake:
+//!
+//! - the main thread owns the [`Handshake`] and the counters, and does nothing slow: it turns
+//!   triggers into jobs, verdicts into lines, and writes one [`records::Event`] per event;
+//! - a worker thread ([`worker`]) owns the frame source and the frame path: it grabs a frame per
+//!   job, inspects it, sends the verdict back, and only then draws the overlay for the archive
+//!   and the display; it also reports whether the box can inspect (camera present, calibration
+//!   loaded) whenever that changes, and keeps retrying what is missing;
+//! - trigger threads feed signals (see [`crate::trigger`]); the archive writes on its own.
+//!
+//! The lines are in the safe state until the worker says the box can inspect, and go back to it
+//! on every fault, on SIGTERM/SIGINT, and on the way out. [`serve_on`] runs over any
+//! `embedded_hal` output pins (tests use in-memory pins); [`serve`] opens the configured GPIO
+//! lines on Linux.
+
+pub mod records;
+pub mod worker;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edge_ad_core::decision::Verdict;
+use edge_ad_plc::{Fault, Handshake, Hold, Notice, Outputs, Shown, Timing, TriggerOutcome, VerdictOutcome};
+use embedded_hal::digital::OutputPin;
+
+use crate::archive::Archive;
+use crate::config::{BoxConfig, TriggerConfig};
+use crate::counters::Counters;
+use crate::error::{Error, Result};
+use crate::trigger::{self, Signal};
+use records::{Event, Records};
+use worker::{Display, Done, Job, Report, Worker};
+
+/// What the main loop hears.
+enum Heard {
+    Line(Signal),
+    Worker(Report),
+}
+
+/// The handshake timing a configuration asks for (defaults when there is no PLC).
+pub fn timing(config: &BoxConfig) -> Timing {
+    let ms = |v: u64| v.saturating_mul(1000);
+    match &config.plc {
+        Some(p) => Timing {
+            hold: if p.ack.is_some() {
+                Hold::UntilAcknowledged
+            } else {
+                Hold::Pulse { ok: ms(p.ok_pulse_ms), ng: ms(p.ng_pulse_ms) }
+            },
+            fixed_offset: p.result_offset_ms.map(ms),
+            deadline: ms(p.deadline_ms),
+            missed_pulse: ms(p.missed_pulse_ms),
+        },
+        None => {
+            Timing { hold: Hold::Pulse { ok: 0, ng: 0 }, fixed_offset: None, deadline: ms(10_000), missed_pulse: 0 }
+        }
+    }
+}
+
+pub(crate) fn unix_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+}
+
+fn fault_name(fault: Fault) -> String {
+    format!("{fault:?}").to_lowercase()
+}
+
+/// Runs the service on the configured GPIO lines (and framebuffer) until `stop` is set (or a
+/// stdin trigger closes). Errors that end it: a bad configuration, output lines that cannot be
+/// requested or driven, records that cannot be written.
+#[cfg(target_os = "linux")]
+pub fn serve(config: &BoxConfig, config_path: &Path, stop: Arc<AtomicBool>) -> Result<()> {
+    let outputs = match &config.plc {
+        Some(p) => crate::linux::gpio::open_outputs(p).map_err(|e| Error::bad_file(config_path, e))?,
+        None => Outputs::none(),
+    };
+    let display = match config.display.as_deref() {
+        Some(d) => Some(Box::new(crate::linux::framebuffer::Framebuffer::open(d)?) as Box<dyn Display>),
+        None => None,
+    };
+    serve_on(config, config_path, outputs, display, &stop)
+}
+
+/// Runs the service over `outputs` (any `embedded_hal` pins) and an optional `display` until
+/// `stop` is set, the trigger input closes, or a replayed source runs out. The lines start and
+/// end in the safe state.
+pub fn serve_on<P>(
+    config: &BoxConfig,
+    config_path: &Path,
+    outputs: Outputs<P>,
+    display: Option<Box<dyn Display>>,
+    stop: &AtomicBool,
+) -> Result<()>
+where
+    P: OutputPin,
+    P::Error: std::fmt::Display,
+{
+    let mut hs = Handshake::new(outputs, timing(config));
+    hs.start().map_err(Error::plc)?;
+    let result = Service::start(config, config_path, display).and_then(|s| s.run(&mut hs, stop));
+    // Whatever ended the loop, the lines end safe.
+    if let Err(e) = hs.shutdown() {
+        tracing::error!("plc: cannot drive the safe state on the way out: {e}");
+    }
+    result
+}
+
+/// The main loop's state: everything but the handshake.
+struct Service {
+    rx: std::sync::mpsc::Receiver<Heard>,
+    jobs: Sender<Job>,
+    worker: std::thread::JoinHandle<()>,
+    free_run: Option<Duration>,
+    counters: Counters,
+    counters_path: std::path::PathBuf,
+    footer: Arc<Mutex<String>>,
+    dropped: Option<(u64, Arc<AtomicU64>)>,
+    records: Records,
+    /// What the worker last said: `None` the box can inspect.
+    worker_status: Option<(Fault, String)>,
+    /// The part whose deadline passed, until it comes back.
+    stalled: Option<u32>,
+    /// No more triggers: finish the part in flight, then stop.
+    closing: bool,
+    /// Counters changed since they were last saved.
+    dirty: bool,
+}
+
+impl Service {
+    fn start(config: &BoxConfig, config_path: &Path, display: Option<Box<dyn Display>>) -> Result<Self> {
+        let (tx, rx) = channel::<Heard>();
+        let external_trigger =
+            trigger::spawn(&config.trigger, tx.clone(), Heard::Line).map_err(|e| Error::bad_file(config_path, e))?;
+        #[cfg(target_os = "linux")]
+        if let (Some(plc), Some(ack)) = (&config.plc, config.plc.as_ref().and_then(|p| p.ack.as_ref())) {
+            trigger::spawn_acknowledge(&plc.chip, ack, tx.clone(), Heard::Line)
+                .map_err(|e| Error::bad_file(config_path, e))?;
+        }
+        let free_run = match config.trigger {
+            TriggerConfig::FreeRun { interval_ms } => Some(Duration::from_millis(interval_ms)),
+            _ => None,
+        };
+        debug_assert!(free_run.is_some() != external_trigger);
+
+        let now_unix = (unix_ms() / 1000) as u64;
+        let counters_path = config.counters.path.clone();
+        let counters = Counters::load_or_new(&counters_path, now_unix)?;
+        let footer = Arc::new(Mutex::new(counters.short_line()));
+        let archive = config.archive.as_ref().map(Archive::start).transpose()?;
+        let dropped = archive.as_ref().map(|a| (counters.archive_dropped, a.dropped_handle()));
+        let mut records = Records::open(config.records.path.as_deref())?;
+
+        let (jobs, jobs_rx) = channel::<Job>();
+        let worker = {
+            let worker = Worker::new(config.clone(), footer.clone(), archive, display);
+            std::thread::Builder::new()
+                .name("inspect".into())
+                .spawn(move || worker.run(jobs_rx, tx, Heard::Worker))
+                .map_err(|source| Error::Thread { name: "inspect".into(), source })?
+        };
+        records.write(Event::Start { config: config_path.display().to_string() })?;
+        Ok(Self {
+            rx,
+            jobs,
+            worker,
+            free_run,
+            counters,
+            counters_path,
+            footer,
+            dropped,
+            records,
+            worker_status: Some((Fault::Stopped, "starting".into())),
+            stalled: None,
+            closing: false,
+            dirty: false,
+        })
+    }
+
+    fn run<P>(mut self, hs: &mut Handshake<P>, stop: &AtomicBool) -> Result<()>
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        let clock = Instant::now();
+        let now = || clock.elapsed().as_micros() as u64;
+        let mut last_free_run: Option<Instant> = None;
+        let mut last_saved = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            let (notice, due) = hs.poll(now()).map_err(Error::plc)?;
+            self.on_notice(notice)?;
+            if self.closing && (hs.is_ready() || hs.fault().is_some()) {
+                break;
+            }
+            if self.dirty && last_saved.elapsed() >= Duration::from_secs(1) {
+                self.save();
+                last_saved = Instant::now();
+            }
+            // Pending events first: a free-run trigger must not overtake a verdict or a close.
+            let heard = match self.rx.try_recv() {
+                Ok(e) => e,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let mut wait = Duration::from_millis(100);
+                    if let Some(interval) = self.free_run {
+                        if hs.is_ready() && !self.closing {
+                            let since = last_free_run.map_or(interval, |t| t.elapsed());
+                            if since >= interval {
+                                last_free_run = Some(Instant::now());
+                                self.on_trigger(hs, now())?;
+                                continue;
+                            }
+                            wait = wait.min(interval - since);
+                        }
+                    }
+                    if let Some(d) = due {
+                        wait = wait.min(Duration::from_micros(d.saturating_sub(now())));
+                    }
+                    match self.rx.recv_timeout(wait) {
+                        Ok(e) => e,
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            match heard {
+                Heard::Line(Signal::Trigger) => self.on_trigger(hs, now())?,
+                Heard::Line(Signal::Acknowledge) => hs.acknowledge(now()).map_err(Error::plc)?,
+                Heard::Line(Signal::Closed) => {
+                    tracing::info!("the trigger input closed; finishing the part in flight");
+                    self.closing = true;
+                }
+                Heard::Worker(Report::Status(status)) => self.on_status(hs, now(), status)?,
+                Heard::Worker(Report::Done(done)) => self.on_done(hs, now(), done)?,
+            }
+        }
+        let Self { jobs, worker, mut records, .. } = self.finish();
+        drop(jobs);
+        records.write(Event::Stop)?;
+        hs.shutdown().map_err(Error::plc)?;
+        // The worker ends when the job channel closes, after its current part; the archive then
+        // writes what is queued.
+        let _ = worker.join();
+        Ok(())
+    }
+
+    /// Saves the counters one last time and hands back what the shutdown needs.
+    fn finish(mut self) -> Self {
+        self.save();
+        self
+    }
+
+    fn save(&mut self) {
+        if let Some((before, now)) = &self.dropped {
+            self.counters.archive_dropped = before + now.load(Ordering::Relaxed);
+        }
+        if let Err(e) = self.counters.save(&self.counters_path) {
+            tracing::error!("counters: {e}");
+        }
+        if let Ok(mut f) = self.footer.lock() {
+            *f = self.counters.short_line();
+        }
+        self.dirty = false;
+    }
+
+    fn on_notice(&mut self, notice: Option<Notice>) -> Result<()> {
+        match notice {
+            Some(Notice::Late(id)) => {
+                self.counters.late += 1;
+                self.counters.ng += 1;
+                self.dirty = true;
+                self.records.write(Event::Late { part: id, verdict: Verdict::Ng.as_str() })
+            }
+            Some(Notice::Stalled(id)) => {
+                self.counters.faults += 1;
+                self.stalled = Some(id);
+                self.dirty = true;
+                self.records.write(Event::Fault { fault: fault_name(Fault::Stalled), part: Some(id), error: None })
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn on_status<P>(&mut self, hs: &mut Handshake<P>, now: u64, status: Option<(Fault, String)>) -> Result<()>
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        match &status {
+            Some((fault, why)) => {
+                if hs.fault() != Some(*fault) {
+                    self.counters.faults += u64::from(*fault != Fault::Stopped);
+                    hs.set_fault(*fault).map_err(Error::plc)?;
+                    tracing::error!("safe state: {why}");
+                    self.records.write(Event::Fault {
+                        fault: fault_name(*fault),
+                        part: None,
+                        error: Some(why.clone()),
+                    })?;
+                }
+            }
+            None => {
+                if self.stalled.is_none() && hs.fault().is_some() {
+                    hs.clear_fault(now).map_err(Error::plc)?;
+                    tracing::info!("ready");
+                    self.records.write(Event::Ready)?;
+                }
+            }
+        }
+        self.worker_status = status;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn on_trigger<P>(&mut self, hs: &mut Handshake<P>, now: u64) -> Result<()>
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        self.counters.triggers += 1;
+        self.dirty = true;
+        match hs.trigger(now).map_err(Error::plc)? {
+            TriggerOutcome::Accepted(id) => {
+                // A closed job channel means the worker died: the stall deadline turns that into a fault.
+                let _ = self.jobs.send(Job { id, triggered: Instant::now() });
+                Ok(())
+            }
+            TriggerOutcome::Missed => {
+                self.counters.missed += 1;
+                self.records.write(Event::Missed { fault: hs.fault().map(fault_name) })
+            }
+        }
+    }
+
+    fn on_done<P>(&mut self, hs: &mut Handshake<P>, now: u64, done: Done) -> Result<()>
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        self.dirty = true;
+        if done.last {
+            tracing::info!("the frame source has run out; stopping after this part");
+            self.closing = true;
+        }
+        if self.stalled == Some(done.id) {
+            // The stalled part came back: the frame path moves again.
+            self.stalled = None;
+            if self.worker_status.is_none() {
+                hs.clear_fault(now).map_err(Error::plc)?;
+                self.records.write(Event::Ready)?;
+            }
+            return Ok(());
+        }
+        // A part that could not be inspected is NG, never skipped.
+        let (verdict, score, threshold, error) = match &done.result {
+            Ok(s) => (s.verdict, Some(s.score), Some(s.threshold), None),
+            Err(e) => (Verdict::Ng, None, None, Some(e.clone())),
+        };
+        let shown = if verdict == Verdict::Ok { Shown::Ok } else { Shown::Ng };
+        let outcome = hs.verdict(now, done.id, shown).map_err(Error::plc)?;
+        if error.is_some() {
+            self.counters.errors += 1;
+        }
+        let late = match outcome {
+            VerdictOutcome::Shown | VerdictOutcome::Held => {
+                match verdict {
+                    Verdict::Ok => self.counters.ok += 1,
+                    Verdict::Ng => self.counters.ng += 1,
+                }
+                self.counters.latency.add(done.latency_ms);
+                false
+            }
+            VerdictOutcome::Late => true,
+            VerdictOutcome::Stale => return Ok(()),
+        };
+        if let Ok(mut f) = self.footer.lock() {
+            *f = self.counters.short_line();
+        }
+        let finite = |v: Option<f32>| v.filter(|v| v.is_finite());
+        self.records.write(Event::Verdict {
+            part: done.id,
+            frame: done.frame,
+            verdict: if late { Verdict::Ng.as_str() } else { verdict.as_str() },
+            late,
+            score: finite(score),
+            threshold: finite(threshold),
+            latency_ms: done.latency_ms,
+            error,
+        })
+    }
+}

@@ -1,0 +1,134 @@
+//! The service's records: one JSON object per event (`{"event": ..., "time_unix_ms": ...}`), one
+//! line each, to a file (appended) or standard output.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// One event of the service, as its record says it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    /// The service started with this configuration.
+    Start {
+        /// The configuration file.
+        config: String,
+    },
+    /// The box can inspect: READY may come on.
+    Ready,
+    /// A fault: the lines are in the safe state.
+    Fault {
+        /// Which fault (`camera`, `model`, `calibration`, `stalled`, ...).
+        fault: String,
+        /// The stalled part, for `stalled`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        part: Option<u32>,
+        /// Why, for faults the frame path reports.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// A trigger came while the box was not READY.
+    Missed {
+        /// The fault latched at the time, if any.
+        fault: Option<String>,
+    },
+    /// A part's verdict did not come by the fixed offset: NG was shown.
+    Late {
+        /// The part.
+        part: u32,
+        /// Always `NG`.
+        verdict: &'static str,
+    },
+    /// A part's verdict.
+    Verdict {
+        /// The part (handshake id).
+        part: u32,
+        /// The frame's name.
+        frame: String,
+        /// `OK` or `NG` (a late or failed part is NG).
+        verdict: &'static str,
+        /// The verdict came after the fixed offset.
+        late: bool,
+        /// The image score (`null` when the part could not be scored).
+        score: Option<f32>,
+        /// The threshold it was held against.
+        threshold: Option<f32>,
+        /// Trigger to verdict.
+        latency_ms: f64,
+        /// Why the part could not be scored.
+        error: Option<String>,
+    },
+    /// The service stopped.
+    Stop,
+}
+
+#[derive(Serialize)]
+struct Line<'a> {
+    #[serde(flatten)]
+    event: &'a Event,
+    time_unix_ms: u64,
+}
+
+/// Where records go: a JSON Lines file (appended) or standard output.
+pub struct Records {
+    out: Box<dyn Write + Send>,
+    path: Option<PathBuf>,
+}
+
+impl Records {
+    /// Appends to `path`, or writes to standard output for `None`.
+    pub fn open(path: Option<&Path>) -> Result<Self> {
+        let out: Box<dyn Write + Send> = match path {
+            Some(p) => {
+                Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| Error::io(p, e))?)
+            }
+            None => Box::new(std::io::stdout()),
+        };
+        Ok(Self { out, path: path.map(Path::to_path_buf) })
+    }
+
+    /// Writes one record, stamped with the time, as one line.
+    pub fn write(&mut self, event: Event) -> Result<()> {
+        let line = Line { event: &event, time_unix_ms: super::unix_ms() as u64 };
+        let mut text =
+            serde_json::to_vec(&line).map_err(|e| Error::Encode { what: "record", reason: e.to_string() })?;
+        text.push(b'\n');
+        let io = |e| Error::io(self.path.clone().unwrap_or_else(|| "standard output".into()), e);
+        self.out.write_all(&text).and_then(|_| self.out.flush()).map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_keep_the_shape_the_service_always_wrote() {
+        let json = |e: Event| serde_json::to_value(Line { event: &e, time_unix_ms: 5 }).unwrap();
+        assert_eq!(json(Event::Ready), serde_json::json!({"event": "ready", "time_unix_ms": 5}));
+        assert_eq!(
+            json(Event::Fault { fault: "stalled".into(), part: Some(3), error: None }),
+            serde_json::json!({"event": "fault", "fault": "stalled", "part": 3, "time_unix_ms": 5})
+        );
+        assert_eq!(
+            json(Event::Missed { fault: None }),
+            serde_json::json!({"event": "missed", "fault": null, "time_unix_ms": 5})
+        );
+        let v = json(Event::Verdict {
+            part: 1,
+            frame: "a.png".into(),
+            verdict: "NG",
+            late: false,
+            score: None,
+            threshold: Some(1.0),
+            latency_ms: 2.0,
+            error: Some("bad".into()),
+        });
+        assert_eq!(v["event"], "verdict");
+        assert_eq!(v["score"], serde_json::Value::Null);
+        assert_eq!(v["error"], "bad");
+    }
+}

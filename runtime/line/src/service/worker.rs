@@ -1,0 +1,228 @@
+//! The inspection thread: it owns the frame source and the frame path, (re)opens whatever is
+//! missing, grabs and inspects one frame per job, sends the verdict back, and only then draws
+//! the overlay for the archive and the display.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_ad_core::decision::{decide, Verdict};
+use edge_ad_core::preprocess::CropGeometry;
+use edge_ad_core::setup::{Ready, Station};
+use edge_ad_core::source::{FrameSource, SourceHealth};
+use edge_ad_plc::Fault;
+use image::RgbImage;
+
+use crate::archive::{Archive, Entry};
+use crate::config::BoxConfig;
+use crate::overlay::Caption;
+
+/// Shows the overlay to the operator (a Linux framebuffer on a box).
+pub trait Display: Send {
+    /// Shows `image`; an error is logged, never fatal.
+    fn show(&self, image: &RgbImage) -> crate::Result<()>;
+}
+
+#[cfg(target_os = "linux")]
+impl Display for crate::linux::framebuffer::Framebuffer {
+    fn show(&self, image: &RgbImage) -> crate::Result<()> {
+        crate::linux::framebuffer::Framebuffer::show(self, image)
+    }
+}
+
+/// One part for the worker.
+pub(super) struct Job {
+    pub id: u32,
+    pub triggered: Instant,
+}
+
+/// One part inspected (or not).
+pub(super) struct Done {
+    pub id: u32,
+    pub frame: String,
+    /// The verdict, score and threshold, or why the part could not be scored (then NG).
+    pub result: std::result::Result<Scored, String>,
+    pub latency_ms: f64,
+    /// The source has no more frames (a replayed folder ran out): the service ends after this
+    /// part. Carried here, not sent apart, so no trigger can slip in between.
+    pub last: bool,
+}
+
+/// A scored part: the verdict is decided once, here.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Scored {
+    pub verdict: Verdict,
+    pub score: f32,
+    pub threshold: f32,
+}
+
+/// What the worker tells the main loop.
+pub(super) enum Report {
+    Done(Done),
+    /// Whether the box can inspect: `None` yes, else the fault and why.
+    Status(Option<(Fault, String)>),
+}
+
+/// The inspection thread's state: the source and frame path, (re)opened as needed.
+pub(super) struct Worker {
+    config: BoxConfig,
+    footer: Arc<Mutex<String>>,
+    archive: Option<Archive>,
+    display: Option<Box<dyn Display>>,
+    station: Option<Station>,
+    source: Option<Box<dyn FrameSource + Send>>,
+    ready: Option<Ready>,
+    ok_seen: u64,
+}
+
+impl Worker {
+    pub fn new(
+        config: BoxConfig,
+        footer: Arc<Mutex<String>>,
+        archive: Option<Archive>,
+        display: Option<Box<dyn Display>>,
+    ) -> Self {
+        Self { config, footer, archive, display, station: None, source: None, ready: None, ok_seen: 0 }
+    }
+
+    /// Serves jobs until the job channel closes; `wrap` tags reports for the main loop's channel.
+    pub fn run<E>(mut self, jobs: Receiver<Job>, events: Sender<E>, wrap: fn(Report) -> E) {
+        let mut reported: Option<Option<(Fault, String)>> = None;
+        let mut next_check = Instant::now();
+        loop {
+            if Instant::now() >= next_check {
+                let status = self.establish();
+                if reported.as_ref() != Some(&status) {
+                    if events.send(wrap(Report::Status(status.clone()))).is_err() {
+                        return;
+                    }
+                    reported = Some(status);
+                }
+                next_check = Instant::now() + Duration::from_millis(200);
+            }
+            let job = match jobs.recv_timeout(Duration::from_millis(200)) {
+                Ok(j) => j,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let (mut done, frame) = self.inspect(&job);
+            done.last = self.source.as_ref().and_then(|s| s.remaining()) == Some(0);
+            let kept = done.result.clone();
+            let (id, name) = (done.id, done.frame.clone());
+            if events.send(wrap(Report::Done(done))).is_err() {
+                break;
+            }
+            // After the verdict is out: the overlay, the archive and the display.
+            if let (Some((frame, geometry)), Ok(scored)) = (frame, kept) {
+                self.keep(id, &name, &frame, &geometry, scored);
+            }
+            next_check = Instant::now();
+        }
+        if let Some(a) = self.archive.take() {
+            a.finish();
+        }
+    }
+
+    /// Opens what is missing; `None` when the box can inspect, else the fault and why.
+    fn establish(&mut self) -> Option<(Fault, String)> {
+        if self.station.is_none() {
+            match self.config.model.setup().open() {
+                Ok(s) => self.station = Some(s),
+                Err(e) => return Some((Fault::Model, e.to_string())),
+            }
+        }
+        if self.ready.is_none() {
+            let station = self.station.as_ref()?;
+            match station.inspector(&self.config.model.calibration) {
+                Ok(r) => {
+                    tracing::info!("calibration {} loaded", self.config.model.calibration.display());
+                    self.ready = Some(r);
+                }
+                Err(e) => return Some((Fault::Calibration, e.to_string())),
+            }
+        }
+        if self.source.is_none() {
+            match crate::sources::open_source(&self.config.source) {
+                Ok(s) => self.source = Some(s),
+                Err(e) => return Some((Fault::Camera, e.to_string())),
+            }
+        }
+        match self.source.as_ref().map(|s| s.health()) {
+            Some(SourceHealth::Lost(why)) => Some((Fault::Camera, why)),
+            _ => None,
+        }
+    }
+
+    fn inspect(&mut self, job: &Job) -> (Done, Option<(RgbImage, CropGeometry)>) {
+        let mut done =
+            Done { id: job.id, frame: String::new(), result: Err(String::new()), latency_ms: 0.0, last: false };
+        let (Some(source), Some(ready)) = (self.source.as_mut(), self.ready.as_mut()) else {
+            done.result = Err("the frame path is not ready".into());
+            return (done, None);
+        };
+        let frame = match source.next_frame() {
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                done.result = Err(e.to_string());
+                return (done, None);
+            }
+            None => {
+                done.result = Err("the frame source is exhausted".into());
+                return (done, None);
+            }
+        };
+        done.frame = frame.name.clone();
+        let inspection = ready.inspector.inspect(&frame.image);
+        done.latency_ms = job.triggered.elapsed().as_secs_f64() * 1e3;
+        match inspection {
+            Ok(i) => {
+                let threshold = ready.threshold;
+                done.result = Ok(Scored { verdict: decide(i.score, threshold), score: i.score, threshold });
+                (done, Some((frame.image, i.geometry)))
+            }
+            Err(e) => {
+                done.result = Err(e.to_string());
+                (done, None)
+            }
+        }
+    }
+
+    fn keep(&mut self, id: u32, name: &str, frame: &RgbImage, geometry: &CropGeometry, scored: Scored) {
+        let Scored { verdict, score, threshold } = scored;
+        let every = self.config.archive.as_ref().map_or(0, |a| a.ok_every);
+        let sampled = verdict == Verdict::Ok && every > 0 && {
+            self.ok_seen += 1;
+            self.ok_seen % every == 0
+        };
+        let archived = self.archive.is_some() && (verdict == Verdict::Ng || sampled);
+        if !archived && self.display.is_none() {
+            return;
+        }
+        let Some(ready) = self.ready.as_mut() else { return };
+        let side = ready.inspector.working_side();
+        let map = edge_ad_core::output::map_at_source(ready.inspector.map(), side, geometry).ok();
+        let footer = self.footer.lock().map(|f| f.clone()).unwrap_or_default();
+        let caption = Caption { verdict: Some(verdict), score, threshold, footer: &footer };
+        let overlay = crate::overlay::draw(frame, map.as_deref(), &caption);
+        if let Some(d) = &self.display {
+            if let Err(e) = d.show(&overlay) {
+                tracing::warn!("display: {e}");
+            }
+        }
+        if let (true, Some(archive)) = (archived, &self.archive) {
+            let stamp = super::unix_ms();
+            let stem = format!("{stamp:013}-{id:08}-{}", verdict.as_str());
+            let sidecar = crate::archive::Sidecar {
+                part: id,
+                frame: name.to_string(),
+                verdict: verdict.as_str(),
+                score: score.is_finite().then_some(score),
+                threshold,
+                time_unix_ms: stamp as u64,
+            };
+            if !archive.offer(Entry { stem, image: overlay, sidecar }) {
+                tracing::warn!("archive: writer behind, part {id} not kept ({} dropped)", archive.dropped());
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The service in-process, over in-memory output pins: the PLC's view of a box that starts
+//! without a calibration (safe state, triggers missed), becomes READY when one appears, pulses OK
+//! for a good part and NG for a defective one, and ends in the safe state. (The same service
+//! against the kernel's gpio-sim and vivid drivers: tests/hil/run.sh.)
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edge_ad_core::calibrate::{self, CalibrationSettings};
+use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::setup::ModelSetup;
+use edge_ad_line::config::BoxConfig;
+use edge_ad_plc::{Line, Outputs, Polarity};
+use embedded_hal::digital::{ErrorType, OutputPin};
+use image::RgbImage;
+
+/// Every level change of every line, in order: (line, on).
+type Log = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
+/// An output pin that logs its levels (active high: high is on).
+struct LoggedPin {
+    name: &'static str,
+    log: Log,
+}
+
+impl ErrorType for LoggedPin {
+    type Error = Infallible;
+}
+
+impl OutputPin for LoggedPin {
+    fn set_low(&mut self) -> Result<(), Infallible> {
+        self.log.lock().unwrap().push((self.name, false));
+        Ok(())
+    }
+    fn set_high(&mut self) -> Result<(), Infallible> {
+        self.log.lock().unwrap().push((self.name, true));
+        Ok(())
+    }
+}
+
+fn outputs(log: &Log) -> Outputs<LoggedPin> {
+    let line = |name| Some(Line::new(LoggedPin { name, log: log.clone() }, Polarity::ActiveHigh));
+    Outputs {
+        ready: line("ready"),
+        busy: line("busy"),
+        result_valid: line("result_valid"),
+        ok: line("ok"),
+        ng: line("ng"),
+        error: line("error"),
+        missed: line("missed"),
+    }
+}
+
+/// The level each line was last driven to.
+fn levels(log: &Log) -> std::collections::BTreeMap<&'static str, bool> {
+    log.lock().unwrap().iter().copied().collect()
+}
+
+/// How many times `line` went on.
+fn pulses(log: &Log, line: &str) -> usize {
+    log.lock().unwrap().iter().filter(|(n, on)| *n == line && *on).count()
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A textured part (seeded value noise, smooth enough for the backbone to see texture).
+fn part(seed: u32) -> RgbImage {
+    let cell = |x: u32, y: u32| {
+        let h = (x.wrapping_mul(73856093) ^ y.wrapping_mul(19349663) ^ seed.wrapping_mul(83492791))
+            .wrapping_mul(2654435761);
+        (h >> 24) as f32
+    };
+    RgbImage::from_fn(224, 224, |x, y| {
+        let (cx, cy, fx, fy) = (x / 8, y / 8, (x % 8) as f32 / 8.0, (y % 8) as f32 / 8.0);
+        let top = cell(cx, cy) * (1.0 - fx) + cell(cx + 1, cy) * fx;
+        let bottom = cell(cx, cy + 1) * (1.0 - fx) + cell(cx + 1, cy + 1) * fx;
+        let v = (0.5 * (top * (1.0 - fy) + bottom * fy) + 64.0) as u8;
+        image::Rgb([v, v / 2 + 60, 255 - v])
+    })
+}
+
+fn trigger(socket: &Path) {
+    let mut s = UnixStream::connect(socket).expect("the trigger socket is up");
+    s.write_all(b"trigger\n").unwrap();
+}
+
+#[test]
+fn the_plc_sees_safe_state_then_ready_then_an_ok_and_an_ng_pulse() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    // The replay: a shot again (a good part for sure), then the same with a dark blot.
+    std::fs::create_dir_all(root.join("replay")).unwrap();
+    shots[1].1.save(root.join("replay/a-good.png")).unwrap();
+    let mut defective = shots[1].1.clone();
+    for y in 80..130 {
+        for x in 90..140 {
+            defective.put_pixel(x, y, image::Rgb([10, 10, 10]));
+        }
+    }
+    defective.save(root.join("replay/b-defective.png")).unwrap();
+    let config_path = root.join("box.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[model]
+calibration = "{root}/site.calib"
+threads = 1
+
+[source]
+kind = "folder"
+path = "{root}/replay"
+
+[trigger]
+kind = "socket"
+path = "{root}/trigger.sock"
+
+[plc]
+chip = "/dev/in-memory"
+ok = {{ line = 1 }}
+ng = {{ line = 2 }}
+ok_pulse_ms = 100
+ng_pulse_ms = 100
+deadline_ms = 20000
+
+[counters]
+path = "{root}/counters.json"
+
+[records]
+path = "{root}/records.jsonl"
+"#,
+            root = root.display()
+        ),
+    )
+    .unwrap();
+    let config = BoxConfig::load(&config_path).unwrap();
+
+    let log: Log = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (config, config_path, outputs, stop) = (config.clone(), config_path.clone(), outputs(&log), stop.clone());
+        std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
+    };
+
+    // No calibration yet: the safe state, and a trigger is missed (and pulsed as such).
+    let socket = root.join("trigger.sock");
+    wait_for("the trigger socket", Duration::from_secs(30), || socket.exists());
+    wait_for("the calibration fault", Duration::from_secs(60), || {
+        std::fs::read_to_string(root.join("records.jsonl")).is_ok_and(|r| r.contains("\"calibration\""))
+    });
+    let l = levels(&log);
+    assert_eq!(l["error"], true, "ERROR on without a calibration: {l:?}");
+    for line in ["ready", "busy", "ok", "ng", "result_valid"] {
+        assert_eq!(l[line], false, "{line} off in the safe state: {l:?}");
+    }
+    trigger(&socket);
+    wait_for("the missed pulse", Duration::from_secs(10), || pulses(&log, "missed") == 1);
+
+    // The operator calibrates: the box becomes READY by itself.
+    let station = ModelSetup { threads: Some(1), ..Default::default() }.open().unwrap();
+    let side = station.manifest.input_side;
+    let projector = station.projector(side).unwrap();
+    let mut extractor = Extractor::new(&station, side, side).unwrap();
+    let settings = CalibrationSettings { threads: 1, ..Default::default() };
+    let calib = calibrate::calibrate(
+        &mut extractor,
+        projector.clone(),
+        station.identity(&projector),
+        &shots,
+        &settings,
+        0,
+        &|_| {},
+    )
+    .unwrap();
+    edge_ad_core::output::write_atomic(&root.join("site.calib"), &edge_ad_core::formats::encode(&calib).unwrap())
+        .unwrap();
+    wait_for("READY", Duration::from_secs(60), || levels(&log).get("ready") == Some(&true));
+    assert_eq!(levels(&log)["error"], false);
+
+    // A good part: BUSY, then an OK pulse with RESULT-VALID, then READY again.
+    trigger(&socket);
+    wait_for("the OK pulse", Duration::from_secs(30), || pulses(&log, "ok") == 1);
+    wait_for("READY after the pulse", Duration::from_secs(5), || levels(&log)["ready"]);
+    assert_eq!(pulses(&log, "ng"), 0, "no NG for the good part");
+    assert_eq!(pulses(&log, "busy"), 1);
+    // A defective part: an NG pulse. The replay then runs out and the service stops by itself.
+    trigger(&socket);
+    wait_for("the NG pulse", Duration::from_secs(30), || pulses(&log, "ng") == 1);
+    let result = service.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    result.unwrap();
+
+    assert_eq!(pulses(&log, "ok"), 1);
+    assert_eq!(pulses(&log, "result_valid"), 2, "each verdict strobed");
+    let l = levels(&log);
+    assert!(l["error"] && !l["ready"] && !l["busy"] && !l["ok"] && !l["ng"], "safe state on the way out: {l:?}");
+    let records = std::fs::read_to_string(root.join("records.jsonl")).unwrap();
+    let verdicts: Vec<serde_json::Value> = records
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "verdict")
+        .collect();
+    assert_eq!(verdicts.len(), 2, "{records}");
+    assert_eq!((verdicts[0]["frame"].as_str(), verdicts[0]["verdict"].as_str()), (Some("a-good.png"), Some("OK")));
+    assert_eq!((verdicts[1]["frame"].as_str(), verdicts[1]["verdict"].as_str()), (Some("b-defective.png"), Some("NG")));
+}
