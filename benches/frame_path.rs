@@ -29,12 +29,12 @@ fn stages(c: &mut Criterion) {
     c.bench_function("stage/backbone effnet-lite0 224²", |b| b.iter(|| backbone.run_into(&chw, &mut maps).unwrap()));
 
     let mut extractor = Extractor::new(&model, 224, 224).unwrap();
-    let shot_maps: Vec<_> = shot_images.iter().map(|(_, img)| extractor.features(&img).unwrap()).collect();
+    let shot_maps: Vec<_> = shot_images.iter().map(|(_, img)| extractor.features(img).unwrap()).collect();
     let query = extractor.features(frame).unwrap();
     let banks: Vec<ReferenceBank> =
         (0..query.len()).map(|l| ReferenceBank::from_maps(shot_maps.iter().map(|s| &s[l]))).collect();
     for threads in [1, 2] {
-        let mut out: Vec<_> = query.iter().map(|q| q.clone()).collect();
+        let mut out: Vec<_> = query.to_vec();
         c.bench_function(&format!("stage/residual 4-shot bank, {threads} thread(s)"), |b| {
             b.iter(|| {
                 for (l, q) in query.iter().enumerate() {

@@ -87,12 +87,12 @@ impl ModelManifest {
             if level.stride == 0 || level.channels == 0 {
                 return Err("a level has stride or channels 0");
             }
-            if self.input_side % level.stride != 0 {
+            if !self.input_side.is_multiple_of(level.stride) {
                 return Err("input side is not a multiple of a level's stride");
             }
         }
         if let Normalisation::MeanStd { mean, std } = self.normalisation {
-            if mean.iter().chain(std.iter()).any(|v| !v.is_finite()) || std.iter().any(|s| *s == 0.0) {
+            if mean.iter().chain(std.iter()).any(|v| !v.is_finite()) || std.contains(&0.0) {
                 return Err("normalisation mean/std not finite or std is 0");
             }
         }

@@ -41,7 +41,7 @@ fn normalize(x: Tensor<2>) -> Tensor<2> {
 
 /// The angle-oriented contrastive loss of one level. `e1`, `e2`: projected features of the two
 /// views [N, C]; `labels`: patch labels (true = anomalous, the "> 32 pixels" labelling);
-/// `center`: the level's normal centre [C]. For every anchor the positive is the same patch in
+/// `center`: the level's normal centre \[C\]. For every anchor the positive is the same patch in
 /// the other view; the denominator holds only patches of the opposite label (from both views).
 /// `None` when the batch holds only one label (the official code then uses 0).
 pub fn angle_loss(

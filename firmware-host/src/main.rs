@@ -186,7 +186,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     if epochs == 0 || batch == 0 || images < 2 || references == 0 {
         bail!("--epochs, --batch and --references must be positive and --images at least 2");
     }
-    if !(a.angle_weight.is_finite() && a.angle_weight >= 0.0) || !(lr.is_finite() && lr > 0.0) {
+    if !a.angle_weight.is_finite() || a.angle_weight < 0.0 || !(lr.is_finite() && lr > 0.0) {
         bail!("--angle-weight must be 0 or more and --lr positive");
     }
     let device = device(a.device)?;

@@ -71,7 +71,7 @@ impl ProjectorSize {
         if self.channels == 0 || self.keys == 0 || self.hidden == 0 || self.heads == 0 || self.se == 0 {
             return Err(format!("projector sizes must be positive: {self:?}"));
         }
-        if self.channels % self.heads != 0 {
+        if !self.channels.is_multiple_of(self.heads) {
             return Err(format!("{} channels are not a multiple of {} heads", self.channels, self.heads));
         }
         Ok(())
@@ -84,7 +84,7 @@ fn round8(v: usize) -> usize {
 
 /// The largest head count ≤ `wanted` that divides `channels`.
 fn heads_for(channels: usize, wanted: usize) -> usize {
-    (1..=wanted).rev().find(|h| channels % h == 0).unwrap_or(1)
+    (1..=wanted).rev().find(|h| channels.is_multiple_of(*h)).unwrap_or(1)
 }
 
 /// One level's projector.

@@ -29,6 +29,8 @@ const PULSE_MS: u64 = 300;
 const FB: &str = "/dev/fb0";
 
 type R<T> = Result<T, String>;
+/// Line levels sampled over time: (µs since the start, the 7 outputs).
+type Trace = Vec<(u64, [bool; 7])>;
 
 struct Sim {
     dir: PathBuf,
@@ -79,13 +81,8 @@ impl Sim {
         Ok(self.sample(t0, span, |_| false)?.0)
     }
 
-    fn sample(
-        &self,
-        t0: Instant,
-        timeout: Duration,
-        done: impl Fn(&[bool; 7]) -> bool,
-    ) -> R<(Vec<(u64, [bool; 7])>, bool)> {
-        let mut trace: Vec<(u64, [bool; 7])> = Vec::new();
+    fn sample(&self, t0: Instant, timeout: Duration, done: impl Fn(&[bool; 7]) -> bool) -> R<(Trace, bool)> {
+        let mut trace: Trace = Vec::new();
         let end = Instant::now() + timeout;
         loop {
             let l = self.levels()?;

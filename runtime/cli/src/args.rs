@@ -195,7 +195,7 @@ pub struct RunArgs {
     pub source: SourceArg,
     #[command(flatten)]
     pub scorer: ScorerArg,
-    /// Write each anomaly map as <image stem>.npy (float32, 2-D, the image's resolution) here.
+    /// Write each anomaly map as `<image stem>.npy` (float32, 2-D, the image's resolution) here.
     #[arg(long, value_name = "DIR")]
     pub maps: Option<PathBuf>,
     #[command(flatten)]

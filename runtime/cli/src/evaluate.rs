@@ -72,21 +72,22 @@ impl Plan<'_> {
         plots: Option<&Path>,
         mut per_image: impl FnMut(&str, &eval::Scored<'_>),
     ) -> Result<Vec<CategoryReport>> {
-        let (side, resize) = sides(self.station, self.calib);
-        let projector = self.station.projector(side)?;
-        let settings = settings(self.calib, self.model, self.station);
+        let (working_side, resize_side) = sides(self.station, self.calib);
+        let plan = eval::Plan {
+            model: self.station,
+            projector: self.station.projector(working_side)?,
+            settings: settings(self.calib, self.model, self.station),
+            working_side,
+            resize_side,
+            shots: self.shots,
+        };
         let mut reports = Vec::new();
         for name in names {
             let category = dataset::load_category(root, name)?;
             let bar = progress::bar((category.test.len() + 2 * self.shots) as u64, name);
             let (report, curves) = eval::evaluate_category(
-                self.station,
-                projector.clone(),
+                &plan,
                 &category,
-                self.shots,
-                &settings,
-                side,
-                resize,
                 &|msg| {
                     bar.inc(1);
                     bar.set_message(msg.to_string());

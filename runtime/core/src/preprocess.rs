@@ -66,7 +66,7 @@ impl Preprocessor {
                 "resize side {resize_side} must be at least the working side {working_side} (> 0)"
             )));
         }
-        if let Some(l) = manifest.levels.iter().find(|l| working_side % l.stride != 0) {
+        if let Some(l) = manifest.levels.iter().find(|l| !working_side.is_multiple_of(l.stride)) {
             return Err(Error::Setting(format!(
                 "working side {working_side} is not a multiple of level {}'s stride {}",
                 l.output, l.stride

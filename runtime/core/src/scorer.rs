@@ -143,8 +143,9 @@ impl Scorer for Padim {
         let c = g.channels;
         let mut d = vec![0.0f32; c];
         for (p, o) in out.iter_mut().enumerate() {
-            for i in 0..c {
-                d[i] = projected.data[p * c + i] - g.mean[p * c + i];
+            let at = p * c..(p + 1) * c;
+            for ((di, x), m) in d.iter_mut().zip(&projected.data[at.clone()]).zip(&g.mean[at]) {
+                *di = x - m;
             }
             let inv = &g.inv_cov[p * c * c..(p + 1) * c * c];
             let mut acc = 0.0f32;

@@ -87,18 +87,32 @@ pub struct Scored<'a> {
     pub latency_ms: f64,
 }
 
-/// Evaluates one category with K = `shots`.
+/// What every category of one evaluation shares: the model, the projector, the calibration
+/// settings, the sides and K.
+pub struct Plan<'a> {
+    /// The backbone.
+    pub model: &'a Model,
+    /// The projector, compiled for `working_side`.
+    pub projector: Arc<Projector>,
+    /// How each category's calibration is made.
+    pub settings: CalibrationSettings,
+    /// Working side (the crop the model sees).
+    pub working_side: u32,
+    /// Shorter side after resizing, before the crop.
+    pub resize_side: u32,
+    /// Shots K: the first K of train/good.
+    pub shots: usize,
+}
+
+/// Evaluates one category as `plan` says.
 pub fn evaluate_category(
-    model: &Model,
-    projector: Arc<Projector>,
+    plan: &Plan<'_>,
     category: &Category,
-    shots: usize,
-    settings: &CalibrationSettings,
-    working_side: u32,
-    resize_side: u32,
     progress: &dyn Fn(&str),
     on_scored: &mut dyn FnMut(Scored<'_>),
 ) -> Result<(CategoryReport, Curves)> {
+    let Plan { model, ref projector, ref settings, working_side, resize_side, shots } = *plan;
+    let projector = projector.clone();
     if shots > category.train_good.len() {
         return Err(Error::Setting(format!(
             "category {}: {} shots asked but train/good holds {} images",

@@ -65,7 +65,7 @@ pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
 /// Labels the 8-connected regions of a binary mask (row-major, `width` wide); 0 = background,
 /// regions numbered from 1. Returns the labels and the region count.
 pub fn label_regions(mask: &[bool], width: usize) -> (Vec<u32>, u32) {
-    let height = if width == 0 { 0 } else { mask.len() / width };
+    let height = mask.len().checked_div(width).unwrap_or(0);
     let mut labels = vec![0u32; mask.len()];
     let mut count = 0;
     let mut stack = Vec::new();

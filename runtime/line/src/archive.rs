@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -80,13 +80,12 @@ impl Archive {
 
     /// Queues `entry` without waiting; `false` (and counted) when the writer is behind.
     pub fn offer(&self, entry: Entry) -> bool {
-        match self.queue.as_ref().map(|q| q.try_send(entry)) {
-            Some(Ok(())) => true,
-            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+        // Full (the writer is behind) or disconnected (it stopped): dropped either way.
+        let queued = self.queue.as_ref().is_some_and(|q| q.try_send(entry).is_ok());
+        if !queued {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        queued
     }
 
     /// The dropped-entries count, shared (to read it after the archive moved to another thread).

@@ -50,8 +50,8 @@ pub fn draw(frame: &RgbImage, map: Option<&[f32]>, caption: &Caption<'_>) -> Rgb
             let t = ((v - low) / span).clamp(0.0, 1.0);
             let alpha = 0.15 + 0.5 * t;
             let c = heat(t);
-            for k in 0..3 {
-                p.0[k] = (p.0[k] as f32 * (1.0 - alpha) + c[k] * alpha) as u8;
+            for (v, h) in p.0.iter_mut().zip(c) {
+                *v = (*v as f32 * (1.0 - alpha) + h * alpha) as u8;
             }
         }
     }

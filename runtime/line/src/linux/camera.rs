@@ -271,7 +271,11 @@ pub fn decode(raw: &[u8], format: &Negotiated) -> Result<RgbImage, String> {
 /// YUYV (4:2:2, BT.601 limited range, as V4L2 cameras send by default) to RGB.
 pub fn yuyv_to_rgb(raw: &[u8], width: u32, height: u32, stride: u32) -> Result<RgbImage, String> {
     let stride = (stride.max(width * 2)) as usize;
-    if width == 0 || height == 0 || width % 2 != 0 || raw.len() < stride * (height as usize - 1) + width as usize * 2 {
+    if width == 0
+        || height == 0
+        || !width.is_multiple_of(2)
+        || raw.len() < stride * (height as usize - 1) + width as usize * 2
+    {
         return Err(format!("YUYV frame of {} bytes is too short for {width}×{height}", raw.len()));
     }
     let mut out = RgbImage::new(width, height);

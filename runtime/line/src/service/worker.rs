@@ -192,7 +192,7 @@ impl Worker {
         let every = self.config.archive.as_ref().map_or(0, |a| a.ok_every);
         let sampled = verdict == Verdict::Ok && every > 0 && {
             self.ok_seen += 1;
-            self.ok_seen % every == 0
+            self.ok_seen.is_multiple_of(every)
         };
         let archived = self.archive.is_some() && (verdict == Verdict::Ng || sampled);
         if !archived && self.display.is_none() {
