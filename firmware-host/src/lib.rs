@@ -6,7 +6,7 @@
 //! a generated corpus or a dataset, cached on disk ([`corpus`]), the projector ([`projector`]),
 //! its losses ([`losses`]), training ([`train`]), the ONNX export checked against tract
 //! ([`onnx_export`]), manifests ([`manifest`]), and the model calibration and flashing bundles
-//! ([`bundle`]). Checkpoints and resume are still to come (issue 3).
+//! ([`bundle`]). Training checkpoints and resume live in [`train`].
 
 pub mod anomalies;
 pub mod bundle;

@@ -1,5 +1,5 @@
-//! `edge-ad-host`: the companion host tool. This build writes model manifests and pretrains the
-//! projector on a generated corpus or a dataset; checkpoints, model calibration and bundles follow.
+//! `edge-ad-host`: the companion host tool. It writes model manifests, pretrains the projector on
+//! a generated corpus or a dataset (with checkpoints and resume), exports it, and packs bundles.
 
 use edge_ad_host::{bundle, manifest};
 

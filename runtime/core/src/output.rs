@@ -43,7 +43,7 @@ impl Record {
     }
 }
 
-/// Receives every verdict (later: PLC lines, archive).
+/// Receives every verdict record of `edge-ad run` (text or JSON Lines on standard output).
 pub trait VerdictSink {
     /// Delivers one record.
     fn deliver(&mut self, record: &Record) -> Result<()>;

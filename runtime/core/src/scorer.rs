@@ -175,6 +175,35 @@ mod tests {
         FeatureMap { channels: rows[0].len(), height: 1, width: rows.len(), data: rows.concat() }
     }
 
+    /// The contract every scorer keeps, whatever its maths: one finite, non-negative score per
+    /// patch, every output written, the same scores for any thread count, and a patch far from
+    /// what the shots showed scoring above every patch like them.
+    #[test]
+    fn every_scorer_keeps_the_contract() {
+        let (c, h, w) = (3, 4, 4);
+        // Small pseudo-random residuals, as projected residuals of good parts are.
+        let noise = |seed: usize| -> FeatureMap {
+            let data =
+                (0..c * h * w).map(|i| ((i * 2654435761 + seed * 40503) % 1000) as f32 / 1000.0 * 0.2 - 0.1).collect();
+            FeatureMap { channels: c, height: h, width: w, data }
+        };
+        let samples: Vec<Vec<FeatureMap>> = (0..4).map(|k| vec![noise(k + 1)]).collect();
+        for kind in ScorerKind::ALL {
+            let scorer = fit(kind, &samples).unwrap();
+            assert_eq!(scorer.kind(), kind);
+            let mut query = noise(9);
+            query.data[5 * c..6 * c].copy_from_slice(&[4.0, -3.0, 5.0]);
+            let mut one = vec![f32::NAN; h * w];
+            let mut two = vec![f32::NAN; h * w];
+            scorer.level_scores(0, &query, 1, &mut one);
+            scorer.level_scores(0, &query, 2, &mut two);
+            assert!(one.iter().all(|v| v.is_finite() && *v >= 0.0), "{kind:?}: {one:?}");
+            assert_eq!(one, two, "{kind:?}: the thread count changes nothing");
+            let worst_normal = one.iter().enumerate().filter(|(p, _)| *p != 5).map(|(_, v)| *v).fold(0.0, f32::max);
+            assert!(one[5] > worst_normal, "{kind:?}: the odd patch {} ≤ a normal one {worst_normal}", one[5]);
+        }
+    }
+
     #[test]
     fn featurenorm_is_sqrt_of_norm_plus_one_minus_one() {
         let m = map(&[&[3.0, 4.0], &[0.0, 0.0]]);

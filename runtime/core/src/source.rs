@@ -1,5 +1,5 @@
-//! Frame sources: where images come from (a folder or a list of files; the camera later), behind
-//! one trait so the pipeline does not care.
+//! Frame sources: where images come from (a folder or a list of files here; the box's camera in
+//! edge-ad-line), behind one trait so the frame path does not care.
 
 use std::path::{Path, PathBuf};
 

@@ -5,25 +5,11 @@ use std::path::PathBuf;
 /// What went wrong on the line, and where.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The frame path: a model, a calibration, an image, a setting.
+    /// The frame path (a model, a calibration, an image, a setting), and files: a file that
+    /// cannot be read or written, or whose content (box.toml, the counters) is wrong, is the
+    /// frame path's [`edge_ad_core::Error::Io`] or [`edge_ad_core::Error::BadFile`].
     #[error(transparent)]
     Core(#[from] edge_ad_core::Error),
-    /// A file or folder could not be read or written.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// A file's content (box.toml, the counters, a source file) is wrong.
-    #[error("{}: {reason}", path.display())]
-    BadFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it, naming the key where there is one.
-        reason: String,
-    },
     /// The camera cannot be opened or has stopped delivering.
     #[error("camera {}: {reason}", device.display())]
     Camera {
@@ -67,12 +53,12 @@ pub enum Error {
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Core(edge_ad_core::Error::io(path, source))
     }
 
-    /// A content error on `path`.
+    /// A content error on `path` (the reason names the key where there is one).
     pub fn bad_file(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        Self::BadFile { path: path.into(), reason: reason.to_string() }
+        Self::Core(edge_ad_core::Error::bad_file(path, reason))
     }
 
     /// A pin error while driving the PLC's lines.

@@ -356,7 +356,7 @@ impl Service {
         // A part that could not be inspected is NG, never skipped.
         let (verdict, score, threshold, error) = match &done.result {
             Ok(s) => (s.verdict, Some(s.score), Some(s.threshold), None),
-            Err(e) => (Verdict::Ng, None, None, Some(e.clone())),
+            Err(e) => (Verdict::Ng, None, None, Some(e.to_string())),
         };
         let shown = if verdict == Verdict::Ok { Shown::Ok } else { Shown::Ng };
         let outcome = hs.verdict(now, done.id, shown).map_err(Error::plc)?;

@@ -41,7 +41,7 @@ pub(super) struct Done {
     pub id: u32,
     pub frame: String,
     /// The verdict, score and threshold, or why the part could not be scored (then NG).
-    pub result: std::result::Result<Scored, String>,
+    pub result: edge_ad_core::Result<Scored>,
     pub latency_ms: f64,
     /// The source has no more frames (a replayed folder ran out): the service ends after this
     /// part. Carried here, not sent apart, so no trigger can slip in between.
@@ -107,13 +107,13 @@ impl Worker {
             };
             let (mut done, frame) = self.inspect(&job);
             done.last = self.source.as_ref().and_then(|s| s.remaining()) == Some(0);
-            let kept = done.result.clone();
+            let kept = done.result.as_ref().ok().copied();
             let (id, name) = (done.id, done.frame.clone());
             if events.send(wrap(Report::Done(done))).is_err() {
                 break;
             }
             // After the verdict is out: the overlay, the archive and the display.
-            if let (Some((frame, geometry)), Ok(scored)) = (frame, kept) {
+            if let (Some((frame, geometry)), Some(scored)) = (frame, kept) {
                 self.keep(id, &name, &frame, &geometry, scored);
             }
             next_check = Instant::now();
@@ -154,20 +154,27 @@ impl Worker {
     }
 
     fn inspect(&mut self, job: &Job) -> (Done, Option<(RgbImage, CropGeometry)>) {
-        let mut done =
-            Done { id: job.id, frame: String::new(), result: Err(String::new()), latency_ms: 0.0, last: false };
+        let source_error =
+            |reason: &str| edge_ad_core::Error::Source { name: "the frame source".into(), reason: reason.into() };
+        let mut done = Done {
+            id: job.id,
+            frame: String::new(),
+            result: Err(source_error("no frame taken")),
+            latency_ms: 0.0,
+            last: false,
+        };
         let (Some(source), Some(ready)) = (self.source.as_mut(), self.ready.as_mut()) else {
-            done.result = Err("the frame path is not ready".into());
+            done.result = Err(source_error("the frame path is not ready"));
             return (done, None);
         };
         let frame = match source.next_frame() {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                done.result = Err(e.to_string());
+                done.result = Err(e);
                 return (done, None);
             }
             None => {
-                done.result = Err("the frame source is exhausted".into());
+                done.result = Err(source_error("exhausted"));
                 return (done, None);
             }
         };
@@ -181,7 +188,7 @@ impl Worker {
                 (done, Some((frame.image, i.geometry)))
             }
             Err(e) => {
-                done.result = Err(e.to_string());
+                done.result = Err(e);
                 (done, None)
             }
         }
