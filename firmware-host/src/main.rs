@@ -28,6 +28,15 @@ struct Cli {
     command: Command,
 }
 
+/// `--manifest`, as `edge-ad` and box.toml (`model.manifest`) name it.
+#[derive(clap::Args)]
+struct ManifestArg {
+    /// Backbone manifest (default: the embedded EfficientNet-Lite0); `--backbone` is the older
+    /// spelling.
+    #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
+    manifest: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Write a backbone manifest (postcard) from its TOML description and the ONNX file beside it.
@@ -45,9 +54,9 @@ enum Command {
         /// The checkpoint folder.
         #[arg(long, value_name = "DIR")]
         checkpoint: PathBuf,
-        /// Backbone manifest the checkpoint was trained on (default: the embedded one).
-        #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
-        backbone: Option<PathBuf>,
+        /// The backbone the checkpoint was trained on.
+        #[command(flatten)]
+        backbone: ManifestArg,
         /// Folder to write into.
         #[arg(long)]
         out: PathBuf,
@@ -55,9 +64,8 @@ enum Command {
     /// Pack a backbone and, optionally, a pretrained projector folder (with its model.calib) into
     /// one bundle for flashing boxes: `edge-ad --bundle FILE`, or `model.bundle` in box.toml.
     Bundle {
-        /// Backbone manifest (default: the embedded EfficientNet-Lite0).
-        #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
-        backbone: Option<PathBuf>,
+        #[command(flatten)]
+        backbone: ManifestArg,
         /// Projector folder from `pretrain` (`<level>.onnx` per level, `model.calib`).
         #[arg(long, value_name = "DIR")]
         projector: Option<PathBuf>,
@@ -86,9 +94,8 @@ struct PretrainArgs {
     /// (cut-paste, noise-shaped foreign-texture blend, scratch); no defect image is read.
     #[arg(long, requires = "data")]
     synthetic_anomalies: bool,
-    /// Backbone manifest (default: the embedded EfficientNet-Lite0).
-    #[arg(long = "manifest", value_name = "MANIFEST", alias = "backbone")]
-    backbone: Option<PathBuf>,
+    #[command(flatten)]
+    backbone: ManifestArg,
     /// Keep the residual features here, so a second run on the same data and settings does not
     /// rerun the backbone.
     #[arg(long, value_name = "DIR")]
@@ -190,7 +197,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         bail!("--angle-weight must be 0 or more and --lr positive");
     }
     let device = device(a.device)?;
-    let model = Model::load(a.backbone.as_deref())?;
+    let model = Model::load(a.backbone.manifest.as_deref())?;
     let side = model.manifest.input_side;
     let mut extractor = Extractor::new(&model, side, side)?;
     let classes = match (&a.data, a.layout) {
@@ -374,8 +381,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest { spec, out } => manifest::write_manifest(&spec, &out),
         Command::Pretrain(a) => pretrain(a),
-        Command::Bundle { backbone, projector, out } => write_bundle(backbone, projector, out),
-        Command::Export { checkpoint, backbone, out } => export(checkpoint, backbone, out),
+        Command::Bundle { backbone, projector, out } => write_bundle(backbone.manifest, projector, out),
+        Command::Export { checkpoint, backbone, out } => export(checkpoint, backbone.manifest, out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
