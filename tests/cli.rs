@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use edge_ad_core::formats::{decode, ImageScore, ModelCalibration, SiteCalibration};
+use edge_ad_core::formats::{decode, encode, ImageScore, ModelCalibration, SiteCalibration};
 use edge_ad_e2e::{edge_ad, s};
 use edge_ad_eval::synth::{self, SynthSpec};
 use serde_json::Value;
@@ -72,8 +72,11 @@ fn calibrate_run_and_eval_on_generated_parts() {
         let (score, t) = (rec["score"].as_f64().unwrap(), rec["threshold"].as_f64().unwrap());
         assert_eq!(rec["verdict"] == "NG", score > t, "{rec}");
     }
-    let holes: Vec<&Value> = records.iter().filter(|r| r["file"] == "000.png" || r["file"] == "001.png").collect();
-    assert!(!holes.is_empty());
+    // Named by the path as given: the same file name from two folders stays apart.
+    let file = |r: &Value| r["file"].as_str().unwrap().to_string();
+    let holes: Vec<&Value> = records.iter().filter(|r| file(r).ends_with("hole/000.png")).collect();
+    assert_eq!(holes.len(), 1);
+    assert!(records.iter().any(|r| file(r) == s(&cat.join("test/good/000.png"))));
     let map = npyz::NpyFile::new(std::fs::File::open(maps.join("wide.npy")).unwrap()).unwrap();
     assert_eq!(map.shape(), &[200, 256]);
     let values: Vec<f32> = map.into_vec().unwrap();
@@ -210,6 +213,25 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
     }
     fails(&["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--spread=-1"], "spread", "-1");
 
+    // Settings that would pass every part are refused, on every path that takes them.
+    for (flag, value) in
+        [("--sensitivity", "0.001"), ("--sensitivity", "1e-30"), ("--margin", "1e9"), ("--spread", "1000")]
+    {
+        let args = ["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), flag, value];
+        fails(&args, &flag[2..], "must be in");
+    }
+    fails(&["--sensitivity", "0.001", "run", "--calibration", s(&out), "--source", s(&good)], "sensitivity", "0.5..=4");
+    // A calibration whose threshold was edited (checksum recomputed, value = base / sensitivity
+    // kept) is refused: the threshold must follow from the good scores stored beside it.
+    let mut edited: SiteCalibration = decode(&bytes).unwrap();
+    edited.threshold.base = 100.0;
+    edited.threshold.value = 100.0 / edited.threshold.sensitivity;
+    run(&encode(&edited).unwrap(), "was altered");
+    let mut edited: SiteCalibration = decode(&bytes).unwrap();
+    edited.threshold.sensitivity = 1e-6;
+    edited.threshold.value = edited.threshold.base / 1e-6;
+    run(&encode(&edited).unwrap(), "sensitivity must be in");
+
     fails(
         &["run", "--calibration", s(&out), "--source", s(&good), "--scorer", "padim"],
         "c.calib",
@@ -229,7 +251,7 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
     assert!(!r.ok && r.stderr.contains("b.png"), "{} / {}", r.stdout, r.stderr);
     let records: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(records.len(), 2, "one record per input, the fault included");
-    assert_eq!(records[1]["file"], "b.png");
+    assert_eq!(records[1]["file"], s(&junk.join("b.png")));
     assert_eq!(records[1]["verdict"], "NG");
     assert!(records[1]["score"].is_null() && records[1]["error"].as_str().unwrap().contains("smaller"));
 

@@ -257,7 +257,7 @@ pub fn write_cache(path: &Path, key: &[u8; 32], samples: &[Sample]) -> anyhow::R
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
     }
-    edge_ad_core::output::write_atomic(path, &bytes)?;
+    edge_ad_core::files::write_atomic(path, &bytes)?;
     Ok(())
 }
 

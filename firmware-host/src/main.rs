@@ -327,13 +327,13 @@ fn write_projector(
     for (level, p) in model.manifest.levels.iter().zip(&projectors.levels) {
         let file = edge_ad_core::projector::Projector::file_name(level);
         let bytes = export_level(p);
-        edge_ad_core::output::write_atomic(&out.join(&file), &bytes)?;
+        edge_ad_core::files::write_atomic(&out.join(&file), &bytes)?;
         files.push((file, bytes));
     }
     let calibration = bundle::model_calibration(model, &files, &report.radius, loss, samples, epochs, seed)?;
     let calib_path = out.join(bundle::MODEL_CALIBRATION);
     let bytes = edge_ad_calib::encode(&calibration).map_err(|e| anyhow::anyhow!("{}: {e}", calib_path.display()))?;
-    edge_ad_core::output::write_atomic(&calib_path, &bytes)?;
+    edge_ad_core::files::write_atomic(&calib_path, &bytes)?;
     Ok(())
 }
 
@@ -365,7 +365,7 @@ fn write_bundle(backbone: Option<PathBuf>, projector: Option<PathBuf>, out: Path
     let model = Model::load(backbone.as_deref())?;
     let bundle = bundle::make_bundle(&model, projector.as_deref())?;
     let bytes = edge_ad_calib::encode(&bundle).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    edge_ad_core::output::write_atomic(&out, &bytes)?;
+    edge_ad_core::files::write_atomic(&out, &bytes)?;
     println!(
         "wrote {} ({} files, {:.1} MB, {})",
         out.display(),

@@ -83,6 +83,6 @@ pub fn write_manifest(spec: &Path, out: &Path) -> Result<()> {
         bail!("{}: {why}", spec.display());
     }
     let bytes = edge_ad_calib::encode(&manifest).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
-    edge_ad_core::output::write_atomic(out, &bytes)?;
+    edge_ad_core::files::write_atomic(out, &bytes)?;
     Ok(())
 }

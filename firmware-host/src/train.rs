@@ -447,7 +447,7 @@ pub mod checkpoint {
         let mut store = SafetensorsStore::from_file(&weights).overwrite(true);
         projectors.save_into(&mut store).map_err(|e| anyhow::anyhow!("{}: {e}", weights.display()))?;
         let json = serde_json::to_vec_pretty(state)?;
-        edge_ad_core::output::write_atomic(&dir.join(STATE), &json)?;
+        edge_ad_core::files::write_atomic(&dir.join(STATE), &json)?;
         Ok(())
     }
 

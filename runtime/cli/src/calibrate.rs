@@ -113,7 +113,7 @@ pub fn calibrate(model: &ModelArgs, a: CalibrateArgs) -> Result {
     )?;
     bar.finish_and_clear();
     let bytes = edge_ad_core::formats::encode(&calib).map_err(|e| edge_ad_core::Error::bad_file(&out, e))?;
-    edge_ad_core::output::write_atomic(&out, &bytes)?;
+    edge_ad_core::files::write_atomic(&out, &bytes)?;
     let t = &calib.threshold;
     if a.json.json {
         let summary = serde_json::json!({

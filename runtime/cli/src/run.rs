@@ -58,7 +58,9 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
     } else {
         Box::new(TextLines(std::io::stdout().lock()))
     };
-    let names: Vec<String> = files.iter().map(|p| source::file_name(p)).collect();
+    // Records name each image by its path as given (`--source test/crack` → `test/crack/000.png`),
+    // so images of the same name from several folders can be told apart.
+    let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
     let mut frames = FileSource::from_files(files);
     let bar = progress::bar(frames.remaining().unwrap_or(0) as u64, "run");
     let mut failures = 0usize;
@@ -80,7 +82,7 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
         let (score, geometry) = match ready.inspector.inspect(&frame.image) {
             Ok(i) => (i.score, Some(i.geometry)),
             Err(e) => {
-                bar.suspend(|| eprintln!("edge-ad: error: {}: {e}", frame.name));
+                bar.suspend(|| eprintln!("edge-ad: error: {name}: {e}"));
                 failures += 1;
                 (f32::NAN, None)
             }
@@ -88,12 +90,19 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;
         let verdict = decide(score, threshold);
         if let (Some(dir), Some(g)) = (&a.maps, geometry) {
+            // A map that cannot be written (a full disk) is reported; the part still gets its
+            // record and the run goes on.
             let side = ready.inspector.working_side();
-            let full = output::map_at_source(ready.inspector.map(), side, &g)?;
             let stem = Path::new(&frame.name).file_stem().unwrap_or_default().to_string_lossy().into_owned();
-            output::write_npy(&dir.join(format!("{stem}.npy")), &full, g.src_height as usize, g.src_width as usize)?;
+            let written = output::map_at_source(ready.inspector.map(), side, &g).and_then(|full| {
+                output::write_npy(&dir.join(format!("{stem}.npy")), &full, g.src_height as usize, g.src_width as usize)
+            });
+            if let Err(e) = written {
+                bar.suspend(|| eprintln!("edge-ad: error: map of {name}: {e}"));
+                failures += 1;
+            }
         }
-        bar.suspend(|| sink.deliver(&Record::new(frame.name, score, verdict, threshold, latency_ms)))?;
+        bar.suspend(|| sink.deliver(&Record::new(name, score, verdict, threshold, latency_ms)))?;
     }
     bar.finish_and_clear();
     if failures > 0 {

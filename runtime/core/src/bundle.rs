@@ -50,7 +50,7 @@ pub fn open_model(bundle: Option<&Path>, manifest: Option<&Path>) -> Result<(Mod
 /// Reads and checks the bundle at `path`: header, checksum, structure, and every file's sha256;
 /// the model calibration must name the backbone and projector the bundle holds.
 pub fn load(path: &Path) -> Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_capped(path, crate::files::caps::MODEL)?;
     let bundle: Bundle = edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
     bundle.validate().map_err(|why| Error::bad_file(path, why))?;
     for f in &bundle.files {

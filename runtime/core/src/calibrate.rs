@@ -135,21 +135,16 @@ pub fn calibrate(
             shots.len()
         )));
     }
-    if !(settings.sensitivity.is_finite() && settings.sensitivity > 0.0) {
-        return Err(Error::Setting(format!("sensitivity must be a positive number, got {}", settings.sensitivity)));
-    }
+    decision::check_setting("sensitivity", settings.sensitivity, &decision::SENSITIVITY_RANGE)
+        .map_err(Error::Setting)?;
     if !settings.image_score.is_valid() {
         return Err(Error::Setting(format!(
             "image score share must be above 0 and at most 1, got {:?}",
             settings.image_score
         )));
     }
-    if !(settings.spread.is_finite() && settings.spread >= 0.0) {
-        return Err(Error::Setting(format!("spread must be zero or positive, got {}", settings.spread)));
-    }
-    if !(settings.margin.is_finite() && settings.margin >= 0.0) {
-        return Err(Error::Setting(format!("margin must be zero or positive, got {}", settings.margin)));
-    }
+    decision::check_setting("spread", settings.spread, &decision::SPREAD_RANGE).map_err(Error::Setting)?;
+    decision::check_setting("margin", settings.margin, &decision::MARGIN_RANGE).map_err(Error::Setting)?;
     let working_side = extractor.working_side();
     let resize_side = extractor.preprocessor().resize_side();
     let mut originals = Vec::with_capacity(shots.len());
@@ -238,7 +233,7 @@ pub fn identity(model: &Model, projector: &Projector) -> ModelIdentity {
 
 /// Reads a site calibration file; a missing, corrupt or foreign file is an error naming it.
 pub fn read_calibration(path: &std::path::Path) -> Result<SiteCalibration> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::files::read_capped(path, crate::files::caps::CALIBRATION)?;
     edge_ad_calib::decode(&bytes).map_err(|e| match e {
         edge_ad_calib::FormatError::UnsupportedVersion { found, .. } if found < SiteCalibration::VERSION => {
             Error::bad_file(
@@ -260,6 +255,7 @@ pub fn inspector(
 ) -> Result<Inspector> {
     let bad = Error::Calibration;
     calib.validate().map_err(|why| bad(format!("calibration is inconsistent: {why}")))?;
+    decision::check_threshold(&calib.threshold).map_err(bad)?;
     let expected = identity(model, &projector);
     if calib.model.backbone_sha256 != expected.backbone_sha256 {
         return Err(bad(format!(

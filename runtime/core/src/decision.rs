@@ -13,6 +13,51 @@ pub const DEFAULT_SPREAD: f32 = 4.0;
 /// Default relative margin on top of the spread rule.
 pub const DEFAULT_MARGIN: f32 = 0.0;
 
+/// The sensitivities a box accepts. Below the range the threshold would rise so far that every
+/// part passes (a sensitivity of 0.001 makes it 1000 times the calibrated one); above it, every
+/// part fails. Halving or quadrupling the calibrated strictness is as far as a knob goes; beyond
+/// that, calibrate again.
+pub const SENSITIVITY_RANGE: std::ops::RangeInclusive<f32> = 0.5..=4.0;
+/// The spreads a calibration accepts (standard deviations above the mean good score).
+pub const SPREAD_RANGE: std::ops::RangeInclusive<f32> = 0.0..=10.0;
+/// The relative margins a calibration accepts (at most doubling the threshold).
+pub const MARGIN_RANGE: std::ops::RangeInclusive<f32> = 0.0..=1.0;
+
+/// Checks a threshold setting against its range; the error names it and the range.
+pub fn check_setting(name: &str, value: f32, range: &std::ops::RangeInclusive<f32>) -> Result<(), String> {
+    if range.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("{name} must be in {}..={}, got {value}", range.start(), range.end()))
+    }
+}
+
+/// Whether a stored threshold follows from its own good scores, spread, margin and sensitivity
+/// by [`threshold`]'s rule, with every setting in range. A calibration whose threshold was
+/// edited (and its checksum recomputed) fails here; one whose scores were edited too needs the
+/// signature to be caught.
+pub fn check_threshold(t: &Threshold) -> Result<(), String> {
+    check_setting("sensitivity", t.sensitivity, &SENSITIVITY_RANGE)?;
+    check_setting("spread", t.spread, &SPREAD_RANGE)?;
+    check_setting("margin", t.margin, &MARGIN_RANGE)?;
+    if t.stats.scores.is_empty() || t.stats.scores.iter().any(|s| !s.is_finite()) {
+        return Err("the threshold's good scores are missing or not finite".into());
+    }
+    let again = threshold(t.stats.scores.clone(), t.spread, t.margin, t.sensitivity);
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1e-6);
+    let stats_match = close(again.stats.min, t.stats.min)
+        && close(again.stats.max, t.stats.max)
+        && close(again.stats.mean, t.stats.mean)
+        && (again.stats.std - t.stats.std).abs() <= 1e-4 * again.stats.mean.abs().max(1e-6);
+    if !(stats_match && close(again.base, t.base) && close(again.value, t.value)) {
+        return Err(format!(
+            "the threshold {} does not follow from its good scores and settings (they give {}): the file was altered",
+            t.value, again.value
+        ));
+    }
+    Ok(())
+}
+
 /// A part's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {

@@ -6,6 +6,7 @@
 //! parts and turns one back into an inspector; [`model`] and [`bundle`] load the backbone (the
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
+//! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! [`canvas`] lets embedded-graphics draw into an image (the overlay and the plots use it).
 //!
 //! Nothing here knows about the line (PLC, camera, box.toml) or about evaluation.
@@ -18,6 +19,7 @@ pub mod calibrate;
 pub mod canvas;
 pub mod decision;
 pub mod error;
+pub mod files;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -75,10 +75,19 @@ impl Model {
 
     /// A backbone from a manifest file; the ONNX file it names is read from the manifest's folder.
     pub fn from_manifest(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::files::read_capped(path, crate::files::caps::SMALL)?;
         let manifest: ModelManifest = edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
-        let onnx_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(manifest.file.as_str());
-        let onnx = std::fs::read(&onnx_path).map_err(|e| Error::io(&onnx_path, e))?;
+        // The graph lies beside the manifest: a bare file name, never a path out of its folder.
+        let file = Path::new(manifest.file.as_str());
+        if file.components().count() != 1 || !matches!(file.components().next(), Some(std::path::Component::Normal(_)))
+        {
+            return Err(Error::bad_file(
+                path,
+                format!("file {:?} is not a file name beside the manifest", manifest.file.as_str()),
+            ));
+        }
+        let onnx_path: PathBuf = path.parent().unwrap_or(Path::new(".")).join(file);
+        let onnx = crate::files::read_capped(&onnx_path, crate::files::caps::MODEL)?;
         Self::checked(manifest, std::borrow::Cow::Owned(onnx), path.display().to_string())
     }
 

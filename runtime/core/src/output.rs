@@ -112,18 +112,6 @@ pub fn map_at_source(map: &[f32], side: u32, g: &CropGeometry) -> Result<Vec<f32
     Ok(out)
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it and a rename, so a failure
-/// leaves neither a half-written file nor the temporary.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, path)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
-}
-
 /// Writes a 2-D float32 `.npy` (rows × cols) atomically.
 pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
     let mut bytes = Vec::with_capacity(128 + 4 * data.len());
@@ -137,5 +125,5 @@ pub fn write_npy(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<
         w.finish()
     };
     encode(&mut bytes).map_err(|e| Error::io(path, e))?;
-    write_atomic(path, &bytes)
+    crate::files::write_atomic(path, &bytes)
 }

@@ -75,7 +75,7 @@ impl Projector {
         let mut levels = Vec::new();
         let mut all = Vec::new();
         for (path, &shape) in Self::level_files(dir, manifest).iter().zip(shapes) {
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = crate::files::read_capped(path, crate::files::caps::MODEL)?;
             levels.push((compile_level(path, &bytes, shape)?, shape));
             all.push(bytes);
         }

@@ -49,7 +49,7 @@ pub enum SetupProblem {
     /// A bundle carries the backbone and projector: a manifest or projector folder beside it
     /// conflicts (`none`, raw residuals on the bundle's backbone, does not).
     BundleWithParts,
-    /// The sensitivity must be a positive finite number.
+    /// The sensitivity must be in [`decision::SENSITIVITY_RANGE`].
     Sensitivity(f32),
     /// At least one thread.
     Threads,
@@ -76,10 +76,8 @@ impl ModelSetup {
         if self.bundle.is_some() && (self.manifest.is_some() || matches!(self.projector, ProjectorChoice::Folder(_))) {
             return Some(SetupProblem::BundleWithParts);
         }
-        if let Some(s) = self.sensitivity {
-            if !(s.is_finite() && s > 0.0) {
-                return Some(SetupProblem::Sensitivity(s));
-            }
+        if let Some(s) = self.sensitivity.filter(|s| !decision::SENSITIVITY_RANGE.contains(s)) {
+            return Some(SetupProblem::Sensitivity(s));
         }
         if self.threads == Some(0) {
             return Some(SetupProblem::Threads);
@@ -95,7 +93,9 @@ impl ModelSetup {
                     "a manifest or projector folder with a bundle: the bundle carries the projector and the backbone"
                         .into()
                 }
-                SetupProblem::Sensitivity(s) => format!("sensitivity must be a positive number, got {s}"),
+                SetupProblem::Sensitivity(s) => {
+                    decision::check_setting("sensitivity", s, &decision::SENSITIVITY_RANGE).err().unwrap_or_default()
+                }
                 SetupProblem::Threads => "threads must be at least 1".into(),
             }));
         }

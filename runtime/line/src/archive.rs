@@ -14,7 +14,7 @@ use image::RgbImage;
 
 use crate::config::ArchiveConfig;
 use crate::error::{Error, Result};
-use edge_ad_core::output::write_atomic;
+use edge_ad_core::files::write_atomic;
 
 /// One part to keep.
 pub struct Entry {
@@ -59,8 +59,9 @@ impl Archive {
         let mut kept = Kept::scan(&config.dir, budget)?;
         let (tx, rx) = sync_channel::<Entry>(config.queue);
         let written = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicU64::new(0));
         let thread = {
-            let written = written.clone();
+            let (written, dropped) = (written.clone(), dropped.clone());
             std::thread::Builder::new()
                 .name("archive".into())
                 .spawn(move || {
@@ -69,13 +70,17 @@ impl Archive {
                             Ok(()) => {
                                 written.fetch_add(1, Ordering::Relaxed);
                             }
-                            Err(e) => tracing::error!("archive: {e}"),
+                            Err(e) => {
+                                // Not kept (a full disk, a part over the budget): counted as dropped.
+                                dropped.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!("archive: {e}");
+                            }
                         }
                     }
                 })
                 .map_err(|source| Error::Thread { name: "archive".into(), source })?
         };
-        Ok(Self { queue: Some(tx), dropped: Arc::new(AtomicU64::new(0)), written, thread: Some(thread) })
+        Ok(Self { queue: Some(tx), dropped, written, thread: Some(thread) })
     }
 
     /// Queues `entry` without waiting; `false` (and counted) when the writer is behind.
@@ -128,6 +133,13 @@ struct Kept {
     budget: u64,
     parts: VecDeque<(String, u64)>,
     total: u64,
+    /// How a file is written ([`write_atomic`]; tests put a full disk here).
+    put: fn(&Path, &[u8]) -> Result<()>,
+}
+
+/// Whether `e` is a full disk.
+fn is_full(e: &Error) -> bool {
+    matches!(e, Error::Core(edge_ad_core::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull)
 }
 
 impl Kept {
@@ -145,7 +157,28 @@ impl Kept {
             *sizes.entry(stem).or_default() += entry.metadata().map(|m| m.len()).unwrap_or(0);
         }
         let total = sizes.values().sum();
-        Ok(Self { dir: dir.to_path_buf(), budget, parts: sizes.into_iter().collect(), total })
+        let put = |path: &Path, bytes: &[u8]| write_atomic(path, bytes).map_err(Error::from);
+        Ok(Self { dir: dir.to_path_buf(), budget, parts: sizes.into_iter().collect(), total, put })
+    }
+
+    /// Deletes the oldest part; `false` when there is none.
+    fn drop_oldest(&mut self) -> bool {
+        let Some((stem, bytes)) = self.parts.pop_front() else { return false };
+        for ext in ["png", "json"] {
+            let _ = std::fs::remove_file(self.dir.join(format!("{stem}.{ext}")));
+        }
+        self.total = self.total.saturating_sub(bytes);
+        true
+    }
+
+    /// Writes a part's PNG, then its sidecar (a PNG without a sidecar is an unfinished part,
+    /// never the reverse); a failed sidecar takes its PNG with it.
+    fn put_pair(&self, stem: &str, png: &[u8], json: &[u8]) -> Result<()> {
+        let png_path = self.dir.join(format!("{stem}.png"));
+        (self.put)(&png_path, png)?;
+        (self.put)(&self.dir.join(format!("{stem}.json")), json).inspect_err(|_| {
+            let _ = std::fs::remove_file(&png_path);
+        })
     }
 
     fn write(&mut self, entry: &Entry) -> Result<()> {
@@ -160,16 +193,15 @@ impl Kept {
                 format!("{}: one part ({size} bytes) exceeds the budget", entry.stem),
             ));
         }
-        while self.total + size > self.budget {
-            let Some((stem, bytes)) = self.parts.pop_front() else { break };
-            for ext in ["png", "json"] {
-                let _ = std::fs::remove_file(self.dir.join(format!("{stem}.{ext}")));
+        while self.total + size > self.budget && self.drop_oldest() {}
+        // A disk smaller than the budget fills first: then the oldest parts make room too.
+        loop {
+            match self.put_pair(&entry.stem, &png, &json) {
+                Err(e) if is_full(&e) && self.drop_oldest() => continue,
+                other => other?,
             }
-            self.total = self.total.saturating_sub(bytes);
+            break;
         }
-        // The sidecar last: a PNG without a sidecar is an unfinished part, never the reverse.
-        write_atomic(&self.dir.join(format!("{}.png", entry.stem)), &png)?;
-        write_atomic(&self.dir.join(format!("{}.json", entry.stem)), &json)?;
         self.parts.push_back((entry.stem.clone(), size));
         self.total += size;
         Ok(())
@@ -227,6 +259,45 @@ mod tests {
         let pngs = names.iter().filter(|n| n.ends_with(".png")).count();
         assert_eq!(pngs * 2, names.len(), "every PNG has its sidecar");
         assert_eq!(archive.written() + dropped, 120);
+    }
+
+    /// A disk of 60 kB: a write that would take the folder past it fails with ENOSPC.
+    fn small_disk(path: &Path, bytes: &[u8]) -> Result<()> {
+        let used: u64 =
+            std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+        if used + bytes.len() as u64 > 60_000 {
+            return Err(Error::io(path, std::io::Error::from(std::io::ErrorKind::StorageFull)));
+        }
+        write_atomic(path, bytes).map_err(Error::from)
+    }
+
+    #[test]
+    fn a_disk_smaller_than_the_budget_makes_room_by_deleting_the_oldest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kept = Kept::scan(dir.path(), 1 << 30).unwrap();
+        kept.put = small_disk;
+        for i in 0..12 {
+            kept.write(&entry(i)).unwrap_or_else(|e| panic!("part {i}: {e}"));
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.contains(&"part-0011.png".to_string()) && !names.contains(&"part-0000.png".to_string()));
+        assert_eq!(names.len() % 2, 0, "PNG and sidecar in pairs: {names:?}");
+        // A part that cannot fit even in an empty folder is an error (and counted as dropped).
+        let huge = Entry {
+            image: RgbImage::from_fn(256, 256, |x, y| {
+                image::Rgb([(x * 31 ^ y * 17) as u8, (x * y) as u8, (x + y) as u8])
+            }),
+            ..entry(99)
+        };
+        assert!(kept.write(&huge).is_err_and(|e| is_full(&e)));
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("0099")));
     }
 
     #[test]

@@ -315,7 +315,7 @@ pub struct RecordsConfig {
 impl BoxConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = edge_ad_core::files::read_text_capped(path, edge_ad_core::files::caps::SMALL)?;
         Self::parse(&text).map_err(|reason| Error::bad_file(path, reason))
     }
 
@@ -329,7 +329,8 @@ impl BoxConfig {
     fn check(&self) -> Result<(), String> {
         match self.model.setup().problem() {
             Some(SetupProblem::Sensitivity(s)) => {
-                return Err(format!("model.sensitivity must be a positive number, got {s}"))
+                let range = edge_ad_core::decision::SENSITIVITY_RANGE;
+                return Err(format!("model.sensitivity must be in {}..={}, got {s}", range.start(), range.end()));
             }
             Some(SetupProblem::BundleWithParts) => {
                 return Err(

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use edge_ad_core::output::write_atomic;
+use edge_ad_core::files::{caps, read_text_capped, write_atomic};
 
 /// Latency histogram buckets: bucket i holds latencies up to `FIRST_MS × GROWTH^i`, so a
 /// percentile is known within 5 %.
@@ -88,12 +88,20 @@ pub struct Counters {
     pub errors: u64,
     /// Times the lines went to the safe state for a fault.
     pub faults: u64,
-    /// Archive frames dropped because the writer was behind.
+    /// Archive frames dropped because the writer was behind or could not write them.
     pub archive_dropped: u64,
+    /// Records that could not be written (a full disk); the verdicts were still shown.
+    #[serde(default)]
+    pub records_dropped: u64,
     /// Trigger-to-verdict latency.
     pub latency: Latency,
     /// When counting started (Unix seconds).
     pub since_unix: u64,
+}
+
+/// Adds one, stopping at `u64::MAX` rather than wrapping to 0.
+pub fn bump(count: &mut u64) {
+    *count = count.saturating_add(1);
 }
 
 impl Counters {
@@ -101,12 +109,15 @@ impl Counters {
     /// renamed `<path>.corrupt` (kept for inspection) and counting starts afresh, with a warning.
     pub fn load_or_new(path: &Path, now_unix: u64) -> Result<Self> {
         let fresh = Self { since_unix: now_unix, ..Self::default() };
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(fresh),
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        match serde_json::from_str(&text) {
+        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            return Ok(fresh);
+        }
+        // Anything but a readable counters file (not UTF-8, too large, not JSON, not a regular
+        // file) is set aside: the box counts afresh rather than refusing to start.
+        let parsed = read_text_capped(path, caps::SMALL)
+            .map_err(|e| e.to_string())
+            .and_then(|text| serde_json::from_str::<Self>(&text).map_err(|e| e.to_string()));
+        match parsed {
             Ok(c) => Ok(c),
             Err(e) => {
                 let mut kept = path.as_os_str().to_owned();
@@ -120,7 +131,7 @@ impl Counters {
 
     /// Reads the counters at `path`; a missing or unreadable file is an error naming it.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = read_text_capped(path, caps::SMALL)?;
         serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a counters file: {e}")))
     }
 
@@ -141,7 +152,7 @@ impl Counters {
             "since_unix": self.since_unix,
             "triggers": self.triggers, "ok": self.ok, "ng": self.ng, "missed": self.missed,
             "late": self.late, "errors": self.errors, "faults": self.faults,
-            "archive_dropped": self.archive_dropped,
+            "archive_dropped": self.archive_dropped, "records_dropped": self.records_dropped,
             "latency_ms": {"count": l.count, "min": l.min_ms, "mean": l.mean_ms(), "p95": l.quantile_ms(0.95), "max": l.max_ms},
         })
     }
@@ -188,6 +199,12 @@ mod tests {
         let fresh = Counters::load_or_new(&path, 3000).unwrap();
         assert_eq!((fresh.triggers, fresh.since_unix), (0, 3000));
         assert!(dir.path().join("state/counters.json.corrupt").exists());
+        // Not UTF-8 (a torn or foreign file): set aside the same way, never a refusal to start.
+        std::fs::write(&path, [0x7b, 0xff, 0xfe, 0x7d]).unwrap();
+        assert_eq!(Counters::load_or_new(&path, 4000).unwrap().since_unix, 4000);
+        let mut at_max = Counters { ok: u64::MAX, ..Counters::default() };
+        bump(&mut at_max.ok);
+        assert_eq!(at_max.ok, u64::MAX, "counts stop at the top, never wrap to 0");
         let e = Counters::read(&dir.path().join("none.json")).unwrap_err().to_string();
         assert!(e.contains("none.json"), "{e}");
     }

@@ -48,7 +48,7 @@ pub fn capture_shots(
         };
         let name = format!("shot-{i:02}.png");
         let file = keep_dir.join(&name);
-        edge_ad_core::output::write_atomic(&file, &crate::overlay::png(&frame.image)?)?;
+        edge_ad_core::files::write_atomic(&file, &crate::overlay::png(&frame.image)?)?;
         announce(&format!("shot {i}/{shots}: {} → {}", frame.name, file.display()));
         taken.push((name, frame.image));
     }

@@ -3,7 +3,7 @@
 //! thread: the service triggers itself whenever it is READY.) The PLC's acknowledge input comes
 //! through the same channel.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
@@ -32,15 +32,9 @@ pub fn spawn<E: Send + 'static>(config: &TriggerConfig, tx: Sender<E>, wrap: fn(
         TriggerConfig::FreeRun { .. } => Ok(false),
         TriggerConfig::Stdin => {
             thread("trigger-stdin", move || {
-                for line in std::io::stdin().lock().lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(s) = parse_line(&line) {
-                        if tx.send(wrap(s)).is_err() {
-                            return;
-                        }
-                    }
+                if forward_lines(std::io::stdin().lock(), &tx, wrap) {
+                    let _ = tx.send(wrap(Signal::Closed));
                 }
-                let _ = tx.send(wrap(Signal::Closed));
             })?;
             Ok(true)
         }
@@ -98,6 +92,37 @@ fn edges<E: Send + 'static>(
     })
 }
 
+/// Longest line read from a trigger input; a longer one ends the input (a runaway writer).
+const MAX_LINE: usize = 256;
+/// Clients the trigger socket serves at once; more are turned away.
+const MAX_CLIENTS: usize = 8;
+
+/// Forwards the signals of `input`'s lines into `tx` until it ends, a read fails or a line is
+/// longer than [`MAX_LINE`]. `false` when the receiver is gone.
+fn forward_lines<E>(mut input: impl BufRead, tx: &Sender<E>, wrap: fn(Signal) -> E) -> bool {
+    let mut line = Vec::with_capacity(MAX_LINE + 1);
+    loop {
+        line.clear();
+        match (&mut input).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return true,
+            Ok(_) if line.len() > MAX_LINE => {
+                tracing::warn!("trigger input: a line longer than {MAX_LINE} bytes; closing this input");
+                return true;
+            }
+            Ok(_) => {}
+        }
+        let Ok(text) = std::str::from_utf8(&line) else {
+            tracing::warn!("trigger input: ignoring a line that is not UTF-8");
+            continue;
+        };
+        if let Some(s) = parse_line(text) {
+            if tx.send(wrap(s)).is_err() {
+                return false;
+            }
+        }
+    }
+}
+
 /// `trigger` or an empty line triggers, `ack` acknowledges; anything else is ignored with a warning.
 fn parse_line(line: &str) -> Option<Signal> {
     match line.trim() {
@@ -121,20 +146,29 @@ fn socket<E: Send + 'static>(path: &Path, tx: Sender<E>, wrap: fn(Signal) -> E) 
         std::fs::remove_file(path).map_err(|e| Error::io(path, e))?;
     }
     let listener = UnixListener::bind(path).map_err(|e| Error::io(path, e))?;
+    // Only the box's own user may trigger parts, whatever the umask.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io(path, e))?;
+    }
+    let clients = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     thread("trigger-socket", move || {
+        use std::sync::atomic::Ordering;
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let tx = tx.clone();
-            let _ = thread("trigger-client", move || {
-                for line in std::io::BufReader::new(stream).lines() {
-                    let Ok(line) = line else { return };
-                    if let Some(s) = parse_line(&line) {
-                        if tx.send(wrap(s)).is_err() {
-                            return;
-                        }
-                    }
-                }
+            if clients.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
+                clients.fetch_sub(1, Ordering::SeqCst);
+                tracing::warn!("trigger socket: more than {MAX_CLIENTS} clients; turning one away");
+                continue;
+            }
+            let (tx, held) = (tx.clone(), clients.clone());
+            let started = thread("trigger-client", move || {
+                forward_lines(std::io::BufReader::new(stream), &tx, wrap);
+                held.fetch_sub(1, Ordering::SeqCst);
             });
+            if started.is_err() {
+                clients.fetch_sub(1, Ordering::SeqCst);
+            }
         }
     })
 }
@@ -163,6 +197,32 @@ mod tests {
         client.write_all(b"trigger\nbogus\nack\n\n").unwrap();
         let got: Vec<Signal> = (0..3).map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap()).collect();
         assert_eq!(got, [Signal::Trigger, Signal::Acknowledge, Signal::Trigger]);
+    }
+
+    #[test]
+    fn the_socket_is_private_bounded_in_clients_and_in_line_length() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("edge-ad.sock");
+        let (tx, rx) = std::sync::mpsc::channel();
+        spawn(&TriggerConfig::Socket { path: path.clone() }, tx, |s| s).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only the box's user may trigger");
+        // A runaway writer: its input is closed after MAX_LINE bytes without a newline, and
+        // nothing it wrote triggers.
+        let mut runaway = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _ = runaway.write_all(&vec![b'x'; 64 * 1024]);
+        let _ = runaway.write_all(b"\ntrigger\n");
+        // Idle clients fill the pool; the one past it is turned away, the pool's still work.
+        std::thread::sleep(Duration::from_millis(200));
+        let idle: Vec<_> = (0..MAX_CLIENTS).map(|_| std::os::unix::net::UnixStream::connect(&path).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = std::os::unix::net::UnixStream::connect(&path).unwrap();
+        let _ = extra.write_all(b"trigger\n");
+        assert!(rx.recv_timeout(Duration::from_millis(500)).is_err(), "nothing from the runaway or the extra client");
+        let mut first = &idle[0];
+        first.write_all(b"trigger\n").unwrap();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), Signal::Trigger);
     }
 
     #[test]

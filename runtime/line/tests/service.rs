@@ -90,6 +90,18 @@ fn part(seed: u32) -> RgbImage {
     })
 }
 
+/// Calibrates the embedded model on `shots` and writes the calibration to `path`.
+fn calibrate_into(path: &Path, shots: &[(String, RgbImage)]) {
+    let station = ModelSetup { threads: Some(1), ..Default::default() }.open().unwrap();
+    let side = station.manifest.input_side;
+    let projector = station.projector(side).unwrap();
+    let mut extractor = Extractor::new(&station, side, side).unwrap();
+    let settings = CalibrationSettings { threads: 1, ..Default::default() };
+    let identity = station.identity(&projector);
+    let calib = calibrate::calibrate(&mut extractor, projector, identity, shots, &settings, 0, &|_| {}).unwrap();
+    edge_ad_core::files::write_atomic(path, &edge_ad_core::formats::encode(&calib).unwrap()).unwrap();
+}
+
 fn trigger(socket: &Path) {
     let mut s = UnixStream::connect(socket).expect("the trigger socket is up");
     s.write_all(b"trigger\n").unwrap();
@@ -169,23 +181,7 @@ path = "{root}/records.jsonl"
     wait_for("the missed pulse", Duration::from_secs(10), || pulses(&log, "missed") == 1);
 
     // The operator calibrates: the box becomes READY by itself.
-    let station = ModelSetup { threads: Some(1), ..Default::default() }.open().unwrap();
-    let side = station.manifest.input_side;
-    let projector = station.projector(side).unwrap();
-    let mut extractor = Extractor::new(&station, side, side).unwrap();
-    let settings = CalibrationSettings { threads: 1, ..Default::default() };
-    let calib = calibrate::calibrate(
-        &mut extractor,
-        projector.clone(),
-        station.identity(&projector),
-        &shots,
-        &settings,
-        0,
-        &|_| {},
-    )
-    .unwrap();
-    edge_ad_core::output::write_atomic(&root.join("site.calib"), &edge_ad_core::formats::encode(&calib).unwrap())
-        .unwrap();
+    calibrate_into(&root.join("site.calib"), &shots);
     wait_for("READY", Duration::from_secs(60), || levels(&log).get("ready") == Some(&true));
     assert!(!levels(&log)["error"]);
 
@@ -215,4 +211,37 @@ path = "{root}/records.jsonl"
     assert_eq!(verdicts.len(), 2, "{records}");
     assert_eq!((verdicts[0]["frame"].as_str(), verdicts[0]["verdict"].as_str()), (Some("a-good.png"), Some("OK")));
     assert_eq!((verdicts[1]["frame"].as_str(), verdicts[1]["verdict"].as_str()), (Some("b-defective.png"), Some("NG")));
+}
+
+#[test]
+fn records_on_a_full_disk_are_counted_and_the_box_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    std::fs::create_dir_all(root.join("replay")).unwrap();
+    for (k, (_, image)) in shots.iter().take(3).enumerate() {
+        image.save(root.join(format!("replay/{k}.png"))).unwrap();
+    }
+    calibrate_into(&root.join("site.calib"), &shots);
+    let config_path = root.join("box.toml");
+    // /dev/full: every write fails with ENOSPC, as on a full disk.
+    std::fs::write(
+        &config_path,
+        format!(
+            "[model]\ncalibration = \"{r}/site.calib\"\nthreads = 1\n[source]\nkind = \"folder\"\npath = \"{r}/replay\"\n\
+             [trigger]\nkind = \"free-run\"\ninterval_ms = 10\n[counters]\npath = \"{r}/counters.json\"\n\
+             [records]\npath = \"/dev/full\"\n",
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let config = BoxConfig::load(&config_path).unwrap();
+    let log: Log = Arc::default();
+    let stop = AtomicBool::new(false);
+    edge_ad_line::service::serve_on(&config, &config_path, outputs(&log), None, &stop)
+        .expect("the replay runs out and the service ends cleanly, records or not");
+    let counters = edge_ad_line::counters::Counters::read(&root.join("counters.json")).unwrap();
+    assert_eq!(counters.ok + counters.ng, 3, "every part got its verdict: {counters:?}");
+    assert!(counters.records_dropped >= 3, "the lost records are counted: {counters:?}");
+    assert_eq!(pulses(&log, "result_valid"), 3);
 }

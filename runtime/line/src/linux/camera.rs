@@ -305,6 +305,9 @@ pub fn mjpg_to_rgb(raw: &[u8]) -> Result<RgbImage, String> {
     use zune_jpeg::zune_core::bytestream::ZCursor;
     use zune_jpeg::zune_core::colorspace::ColorSpace;
     use zune_jpeg::zune_core::options::DecoderOptions;
+    if !edge_ad_core::source::jpeg_is_complete(raw) {
+        return Err("MJPG frame is truncated (no end-of-image marker)".into());
+    }
     let with_tables;
     let raw = if lacks_huffman_tables(raw) {
         with_tables = [&raw[..2], &STANDARD_DHT[..], &raw[2..]].concat();

@@ -28,7 +28,7 @@ use embedded_hal::digital::OutputPin;
 
 use crate::archive::Archive;
 use crate::config::{BoxConfig, TriggerConfig};
-use crate::counters::Counters;
+use crate::counters::{bump, Counters};
 use crate::error::{Error, Result};
 use crate::trigger::{self, Signal};
 use records::{Event, Records};
@@ -161,7 +161,9 @@ impl Service {
                 .spawn(move || worker.run(jobs_rx, tx, Heard::Worker))
                 .map_err(|source| Error::Thread { name: "inspect".into(), source })?
         };
-        records.write(Event::Start { config: config_path.display().to_string() })?;
+        if let Err(e) = records.write(Event::Start { config: config_path.display().to_string() }) {
+            tracing::error!("records: {e}");
+        }
         Ok(Self {
             rx,
             jobs,
@@ -189,8 +191,12 @@ impl Service {
         let mut last_free_run: Option<Instant> = None;
         let mut last_saved = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            // The worker ends only when the job channel closes, below: finished before that, it died.
+            if self.worker.is_finished() {
+                return Err(self.worker_died(hs));
+            }
             let (notice, due) = hs.poll(now()).map_err(Error::plc)?;
-            self.on_notice(notice)?;
+            self.on_notice(notice);
             if self.closing && (hs.is_ready() || hs.fault().is_some()) {
                 break;
             }
@@ -236,9 +242,12 @@ impl Service {
                 Heard::Worker(Report::Done(done)) => self.on_done(hs, now(), done)?,
             }
         }
-        let Self { jobs, worker, mut records, .. } = self.finish();
+        if self.worker.is_finished() {
+            return Err(self.worker_died(hs));
+        }
+        self.record(Event::Stop);
+        let Self { jobs, worker, .. } = self.finish();
         drop(jobs);
-        records.write(Event::Stop)?;
         hs.shutdown().map_err(Error::plc)?;
         // The worker ends when the job channel closes, after its current part; the archive then
         // writes what is queued.
@@ -246,10 +255,38 @@ impl Service {
         Ok(())
     }
 
+    /// The inspection thread died (a panic): the safe state, a fault record, the counters saved,
+    /// and an error, so that the service exits non-zero and its supervisor restarts it.
+    fn worker_died<P>(&mut self, hs: &mut Handshake<P>) -> Error
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        let why = "the inspection thread stopped unexpectedly";
+        if let Err(e) = hs.set_fault(Fault::Model) {
+            tracing::error!("plc: {e}");
+        }
+        bump(&mut self.counters.faults);
+        tracing::error!("safe state: {why}");
+        self.record(Event::Fault { fault: fault_name(Fault::Model), part: None, error: Some(why.into()) });
+        self.save();
+        Error::Thread { name: "inspect".into(), source: std::io::Error::other(why) }
+    }
+
     /// Saves the counters one last time and hands back what the shutdown needs.
     fn finish(mut self) -> Self {
         self.save();
         self
+    }
+
+    /// Writes one record. A record that cannot be written (a full disk) is logged and counted,
+    /// never the end of the service: the PLC's lines do not depend on it.
+    fn record(&mut self, event: Event) {
+        if let Err(e) = self.records.write(event) {
+            bump(&mut self.counters.records_dropped);
+            self.dirty = true;
+            tracing::error!("records: {e}");
+        }
     }
 
     fn save(&mut self) {
@@ -265,21 +302,21 @@ impl Service {
         self.dirty = false;
     }
 
-    fn on_notice(&mut self, notice: Option<Notice>) -> Result<()> {
+    fn on_notice(&mut self, notice: Option<Notice>) {
         match notice {
             Some(Notice::Late(id)) => {
-                self.counters.late += 1;
-                self.counters.ng += 1;
+                bump(&mut self.counters.late);
+                bump(&mut self.counters.ng);
                 self.dirty = true;
-                self.records.write(Event::Late { part: id, verdict: Verdict::Ng.as_str() })
+                self.record(Event::Late { part: id, verdict: Verdict::Ng.as_str() });
             }
             Some(Notice::Stalled(id)) => {
-                self.counters.faults += 1;
+                bump(&mut self.counters.faults);
                 self.stalled = Some(id);
                 self.dirty = true;
-                self.records.write(Event::Fault { fault: fault_name(Fault::Stalled), part: Some(id), error: None })
+                self.record(Event::Fault { fault: fault_name(Fault::Stalled), part: Some(id), error: None });
             }
-            None => Ok(()),
+            None => {}
         }
     }
 
@@ -291,21 +328,19 @@ impl Service {
         match &status {
             Some((fault, why)) => {
                 if hs.fault() != Some(*fault) {
-                    self.counters.faults += u64::from(*fault != Fault::Stopped);
+                    if *fault != Fault::Stopped {
+                        bump(&mut self.counters.faults);
+                    }
                     hs.set_fault(*fault).map_err(Error::plc)?;
                     tracing::error!("safe state: {why}");
-                    self.records.write(Event::Fault {
-                        fault: fault_name(*fault),
-                        part: None,
-                        error: Some(why.clone()),
-                    })?;
+                    self.record(Event::Fault { fault: fault_name(*fault), part: None, error: Some(why.clone()) });
                 }
             }
             None => {
                 if self.stalled.is_none() && hs.fault().is_some() {
                     hs.clear_fault(now).map_err(Error::plc)?;
                     tracing::info!("ready");
-                    self.records.write(Event::Ready)?;
+                    self.record(Event::Ready);
                 }
             }
         }
@@ -319,7 +354,7 @@ impl Service {
         P: OutputPin,
         P::Error: std::fmt::Display,
     {
-        self.counters.triggers += 1;
+        bump(&mut self.counters.triggers);
         self.dirty = true;
         match hs.trigger(now).map_err(Error::plc)? {
             TriggerOutcome::Accepted(id) => {
@@ -328,8 +363,9 @@ impl Service {
                 Ok(())
             }
             TriggerOutcome::Missed => {
-                self.counters.missed += 1;
-                self.records.write(Event::Missed { fault: hs.fault().map(fault_name) })
+                bump(&mut self.counters.missed);
+                self.record(Event::Missed { fault: hs.fault().map(fault_name) });
+                Ok(())
             }
         }
     }
@@ -349,7 +385,7 @@ impl Service {
             self.stalled = None;
             if self.worker_status.is_none() {
                 hs.clear_fault(now).map_err(Error::plc)?;
-                self.records.write(Event::Ready)?;
+                self.record(Event::Ready);
             }
             return Ok(());
         }
@@ -361,13 +397,13 @@ impl Service {
         let shown = if verdict == Verdict::Ok { Shown::Ok } else { Shown::Ng };
         let outcome = hs.verdict(now, done.id, shown).map_err(Error::plc)?;
         if error.is_some() {
-            self.counters.errors += 1;
+            bump(&mut self.counters.errors);
         }
         let late = match outcome {
             VerdictOutcome::Shown | VerdictOutcome::Held => {
                 match verdict {
-                    Verdict::Ok => self.counters.ok += 1,
-                    Verdict::Ng => self.counters.ng += 1,
+                    Verdict::Ok => bump(&mut self.counters.ok),
+                    Verdict::Ng => bump(&mut self.counters.ng),
                 }
                 self.counters.latency.add(done.latency_ms);
                 false
@@ -379,7 +415,7 @@ impl Service {
             *f = self.counters.short_line();
         }
         let finite = |v: Option<f32>| v.filter(|v| v.is_finite());
-        self.records.write(Event::Verdict {
+        self.record(Event::Verdict {
             part: done.id,
             frame: done.frame,
             verdict: if late { Verdict::Ng.as_str() } else { verdict.as_str() },
@@ -388,6 +424,7 @@ impl Service {
             threshold: finite(threshold),
             latency_ms: done.latency_ms,
             error,
-        })
+        });
+        Ok(())
     }
 }

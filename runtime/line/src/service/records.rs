@@ -74,30 +74,47 @@ struct Line<'a> {
 
 /// Where records go: a JSON Lines file (appended) or standard output.
 pub struct Records {
-    out: Box<dyn Write + Send>,
-    path: Option<PathBuf>,
+    out: Out,
+}
+
+enum Out {
+    File(std::fs::File, PathBuf),
+    Stdout,
 }
 
 impl Records {
     /// Appends to `path`, or writes to standard output for `None`.
     pub fn open(path: Option<&Path>) -> Result<Self> {
-        let out: Box<dyn Write + Send> = match path {
-            Some(p) => {
-                Box::new(std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| Error::io(p, e))?)
-            }
-            None => Box::new(std::io::stdout()),
+        let out = match path {
+            Some(p) => Out::File(
+                std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| Error::io(p, e))?,
+                p.to_path_buf(),
+            ),
+            None => Out::Stdout,
         };
-        Ok(Self { out, path: path.map(Path::to_path_buf) })
+        Ok(Self { out })
     }
 
-    /// Writes one record, stamped with the time, as one line.
+    /// Writes one record, stamped with the time, as one line in one `write`. In a file the line
+    /// is complete or absent: a write that fails part-way (a full disk) is cut back off.
     pub fn write(&mut self, event: Event) -> Result<()> {
         let line = Line { event: &event, time_unix_ms: super::unix_ms() as u64 };
         let mut text =
             serde_json::to_vec(&line).map_err(|e| Error::Encode { what: "record", reason: e.to_string() })?;
         text.push(b'\n');
-        let io = |e| Error::io(self.path.clone().unwrap_or_else(|| "standard output".into()), e);
-        self.out.write_all(&text).and_then(|_| self.out.flush()).map_err(io)
+        match &mut self.out {
+            Out::File(f, path) => {
+                let before = f.metadata().map(|m| m.len()).map_err(|e| Error::io(&*path, e))?;
+                f.write_all(&text).map_err(|e| {
+                    let _ = f.set_len(before);
+                    Error::io(&*path, e)
+                })
+            }
+            Out::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&text).and_then(|_| out.flush()).map_err(|e| Error::io("standard output", e))
+            }
+        }
     }
 }
 
