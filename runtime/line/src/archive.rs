@@ -288,7 +288,7 @@ mod tests {
         // A part that cannot fit even in an empty folder is an error (and counted as dropped).
         let huge = Entry {
             image: RgbImage::from_fn(256, 256, |x, y| {
-                image::Rgb([(x * 31 ^ y * 17) as u8, (x * y) as u8, (x + y) as u8])
+                image::Rgb([((x * 31) ^ (y * 17)) as u8, (x * y) as u8, (x + y) as u8])
             }),
             ..entry(99)
         };
