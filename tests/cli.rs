@@ -343,6 +343,27 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
         s(&proj),
     ]);
     assert!(!r.ok && r.stderr.contains("the bundle carries the projector"), "{}", r.stderr);
+    // Signed for the line: `keygen`, `bundle --key`. A box that trusts the key loads it; an
+    // unsigned copy, a stranger's signature or an edit after signing is refused.
+    let key = tmp.path().join("host.key");
+    let r = edge_ad_e2e::run(&host, &["keygen", "--out", s(&key)]);
+    assert!(r.ok, "{}", r.stderr);
+    let signed = tmp.path().join("signed.bundle");
+    let r = edge_ad_e2e::run(&host, &["bundle", "--projector", s(&proj), "--out", s(&signed), "--key", s(&key)]);
+    assert!(r.ok && r.stdout.contains("signed.bundle.sig"), "{}{}", r.stdout, r.stderr);
+    let mut public = key.as_os_str().to_owned();
+    public.push(".pub");
+    let keys = edge_ad_core::trust::read_public_keys(Path::new(&public)).unwrap();
+    let box_trust = edge_ad_core::trust::Trust { keys, allow_unsigned: false };
+    assert!(edge_ad_core::bundle::load(&signed, &box_trust).is_ok());
+    let e = edge_ad_core::bundle::load(&bundle, &box_trust).err().unwrap().to_string();
+    assert!(e.contains("box.bundle") && e.contains("unsigned"), "{e}");
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let n = bytes.len();
+    bytes[n / 3] ^= 1;
+    std::fs::write(&signed, &bytes).unwrap();
+    let e = edge_ad_core::bundle::load(&signed, &box_trust).err().unwrap().to_string();
+    assert!(e.contains("altered"), "{e}");
     // A corrupt bundle is refused with its name.
     let mut bytes = std::fs::read(&bundle).unwrap();
     let n = bytes.len();

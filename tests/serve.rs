@@ -42,6 +42,9 @@ dir = "{root}/archive"
 
 [counters]
 path = "{root}/state/counters.json"
+
+[trust]
+box_key = "{root}/state/box.key"
 {extra}
 "#,
         root = root.display()
@@ -155,9 +158,10 @@ fn without_a_calibration_every_trigger_is_missed_until_one_appears() {
     let missed = next("missed");
     assert_eq!((missed["event"].as_str(), missed["fault"].as_str()), (Some("missed"), Some("calibration")));
 
-    // The operator calibrates; the running service picks it up and becomes ready.
+    // The operator calibrates (from saved good parts, for this box: signed with its key); the
+    // running service picks it up and becomes ready.
     let good = root.join("data/weave/train/good");
-    let cal = edge_ad(&["calibrate", "--shots", "4", "--source", s(&good), "--out", s(&root.join("site.calib"))]);
+    let cal = edge_ad(&["calibrate", "--config", s(&cfg), "--shots", "4", "--source", s(&good)]);
     assert!(cal.ok, "{}", cal.stderr);
     assert_eq!(next("ready")["event"], "ready");
     client.write_all(b"trigger\n").unwrap();

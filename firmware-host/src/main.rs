@@ -72,6 +72,16 @@ enum Command {
         /// Bundle file to write.
         #[arg(long)]
         out: PathBuf,
+        /// Sign the bundle with this key (from `keygen`): writes `<out>.sig`, which boxes that
+        /// trust the key's `.pub` require.
+        #[arg(long, value_name = "KEY")]
+        key: Option<PathBuf>,
+    },
+    /// Make a signing key (mode 0600) and its public half `<out>.pub`, for boxes' `trust.keys`.
+    Keygen {
+        /// The key file to write (never replaces one).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Pretrain the per-level projectors and write `<level>.onnx` per level into --out, ready for
     /// `edge-ad --projector DIR`. The data: a dataset (--data, --layout), or by default a generated
@@ -361,10 +371,19 @@ fn export(checkpoint: PathBuf, backbone: Option<PathBuf>, out: PathBuf) -> anyho
     Ok(())
 }
 
-fn write_bundle(backbone: Option<PathBuf>, projector: Option<PathBuf>, out: PathBuf) -> anyhow::Result<()> {
+fn write_bundle(
+    backbone: Option<PathBuf>,
+    projector: Option<PathBuf>,
+    out: PathBuf,
+    key: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let model = Model::load(backbone.as_deref())?;
+    let key = key.map(|k| edge_ad_core::trust::read_signing_key(&k)).transpose()?;
     let bundle = bundle::make_bundle(&model, projector.as_deref())?;
     let bytes = edge_ad_calib::encode(&bundle).map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    if let Some(key) = &key {
+        edge_ad_core::trust::sign_file(key, edge_ad_core::trust::Signed::Bundle, &out, &bytes)?;
+    }
     edge_ad_core::files::write_atomic(&out, &bytes)?;
     println!(
         "wrote {} ({} files, {:.1} MB, {})",
@@ -373,6 +392,19 @@ fn write_bundle(backbone: Option<PathBuf>, projector: Option<PathBuf>, out: Path
         bytes.len() as f64 / 1e6,
         if bundle.calibration.is_some() { "with the model calibration" } else { "no model calibration" }
     );
+    if key.is_some() {
+        println!("signed: {}", edge_ad_core::trust::signature_path(&out).display());
+    }
+    Ok(())
+}
+
+fn keygen(out: PathBuf) -> anyhow::Result<()> {
+    let key = edge_ad_core::trust::create_signing_key(&out)?;
+    let mut public = out.as_os_str().to_owned();
+    public.push(".pub");
+    let public = PathBuf::from(public);
+    edge_ad_core::files::write_atomic(&public, edge_ad_core::trust::public_key_text(&key.verifying_key()).as_bytes())?;
+    println!("wrote {} (keep it private) and {} (copy it into each box's trust.keys)", out.display(), public.display());
     Ok(())
 }
 
@@ -381,7 +413,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Manifest { spec, out } => manifest::write_manifest(&spec, &out),
         Command::Pretrain(a) => pretrain(a),
-        Command::Bundle { backbone, projector, out } => write_bundle(backbone.manifest, projector, out),
+        Command::Bundle { backbone, projector, out, key } => write_bundle(backbone.manifest, projector, out, key),
+        Command::Keygen { out } => keygen(out),
         Command::Export { checkpoint, backbone, out } => export(checkpoint, backbone.manifest, out),
     };
     match result {

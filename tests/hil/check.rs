@@ -228,6 +228,9 @@ dir = "{w}/archive"
 
 [counters]
 path = "{w}/counters.json"
+
+[trust]
+box_key = "{w}/box.key"
 "#
     );
     let path = work.join("box.toml");

@@ -55,6 +55,8 @@ impl ModelArgs {
             projector: ProjectorChoice::from_spelling(self.projector.as_deref()),
             sensitivity: self.sensitivity,
             threads: self.threads,
+            // The engineering tools check no signature; `serve` and `calibrate --config` do.
+            ..ModelSetup::default()
         }
     }
 
@@ -169,8 +171,9 @@ pub struct CalibrateArgs {
     /// Good parts (the first K images over the sources, in order).
     #[command(flatten)]
     pub source: SourceArg,
-    /// The box's configuration: capture the shots from its source, one per trigger, and write
-    /// the calibration it names (the operator's set-up step).
+    /// The box's configuration: capture the shots from its source, one per trigger (or take them
+    /// from --source), and write the calibration it names, signed with the box's key (the
+    /// operator's set-up step).
     #[command(flatten)]
     pub config: ConfigArg,
     /// With --config: take each shot on Enter (a line on standard input) instead of a trigger.

@@ -43,14 +43,16 @@ fn now_unix() -> u64 {
 /// calibration file to write.
 fn gather_shots(a: &CalibrateArgs, config: Option<&BoxConfig>) -> Result<(Vec<(String, image::RgbImage)>, PathBuf)> {
     let shots = a.shots.shots;
-    if let Some(config) = config {
+    if let (Some(config), true) = (config, a.source.sources.is_empty()) {
         let out = a.out.clone().unwrap_or_else(|| config.model.calibration.clone());
         let mut keep = out.as_os_str().to_owned();
         keep.push(".shots");
         let taken = edge_ad_line::shots::capture_shots(config, shots, a.keys, Path::new(&keep), &|m| eprintln!("{m}"))?;
         return Ok((taken, out));
     }
-    let (false, Some(out)) = (a.source.sources.is_empty(), &a.out) else {
+    // From image files: written to --out, or with --config to the configuration's calibration.
+    let out = a.out.clone().or_else(|| config.map(|c| c.model.calibration.clone()));
+    let (false, Some(out)) = (a.source.sources.is_empty(), out) else {
         return Err(Error::Usage("calibrate needs --source and --out, or --config".into()));
     };
     let files = crate::run::image_files(&a.source.sources)?;
@@ -61,7 +63,7 @@ fn gather_shots(a: &CalibrateArgs, config: Option<&BoxConfig>) -> Result<(Vec<(S
             a.source.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         )));
     }
-    Ok((source::load_named(&files[..shots])?, out.clone()))
+    Ok((source::load_named(&files[..shots])?, out))
 }
 
 /// `calibrate --config` calibrates for the model the configuration runs (its bundle, manifest
@@ -87,12 +89,18 @@ pub fn calibrate(model: &ModelArgs, a: CalibrateArgs) -> Result {
             a.shots.shots
         )));
     }
-    if a.config.config.is_some() && !a.source.sources.is_empty() {
-        return Err(Error::Usage("--source and --config both name where the shots come from: give one".into()));
-    }
     let config = a.config.config.as_deref().map(BoxConfig::load).transpose()?;
     let model = model_of(model, config.as_ref());
-    let station = model.setup().open()?;
+    // For the box's own configuration, the box's trust: its bundle must be signed as `serve`
+    // needs it, and the calibration is signed with the box's key.
+    let (setup, box_key) = match &config {
+        Some(c) => (
+            edge_ad_core::setup::ModelSetup { bundle_trust: c.setup()?.bundle_trust, ..model.setup() },
+            Some(c.box_signing_key()?),
+        ),
+        None => (model.setup(), None),
+    };
+    let station = setup.open()?;
     let (side, resize) = sides(&station, &a.calib);
     let projector = station.projector(side)?;
     let mut extractor = Extractor::new(&station, resize, side)?;
@@ -113,6 +121,11 @@ pub fn calibrate(model: &ModelArgs, a: CalibrateArgs) -> Result {
     )?;
     bar.finish_and_clear();
     let bytes = edge_ad_core::formats::encode(&calib).map_err(|e| edge_ad_core::Error::bad_file(&out, e))?;
+    // The signature first, then the calibration: a box never sees a new calibration beside an
+    // old signature (it would refuse it, safely, until the pair is complete).
+    if let Some(key) = &box_key {
+        edge_ad_core::trust::sign_file(key, edge_ad_core::trust::Signed::Calibration, &out, &bytes)?;
+    }
     edge_ad_core::files::write_atomic(&out, &bytes)?;
     let t = &calib.threshold;
     if a.json.json {

@@ -10,6 +10,7 @@ use edge_ad_calib::{Bundle, ModelCalibration};
 use crate::error::{Error, Result};
 use crate::model::{hex, sha256, Model};
 use crate::projector::Projector;
+use crate::trust::{Signed, Trust};
 
 /// A bundle read from disk: the backbone, and the projector when the bundle has one.
 pub struct Loaded {
@@ -38,19 +39,22 @@ impl Loaded {
     }
 }
 
-/// The backbone from a bundle (with the bundle, for its projector) when `bundle` is given, else
-/// from the manifest at `manifest` (the embedded default for `None`).
-pub fn open_model(bundle: Option<&Path>, manifest: Option<&Path>) -> Result<(Model, Option<Loaded>)> {
+/// The backbone from a bundle (with the bundle, for its projector) when `bundle` is given and
+/// its signature satisfies `trust`, else from the manifest at `manifest` (the embedded default
+/// for `None`).
+pub fn open_model(bundle: Option<&Path>, manifest: Option<&Path>, trust: &Trust) -> Result<(Model, Option<Loaded>)> {
     match bundle {
-        Some(path) => load(path).map(|b| (b.model.clone(), Some(b))),
+        Some(path) => load(path, trust).map(|b| (b.model.clone(), Some(b))),
         None => Model::load(manifest).map(|m| (m, None)),
     }
 }
 
-/// Reads and checks the bundle at `path`: header, checksum, structure, and every file's sha256;
+/// Reads and checks the bundle at `path`: its signature against `trust`, header, checksum,
+/// structure, and every file's sha256;
 /// the model calibration must name the backbone and projector the bundle holds.
-pub fn load(path: &Path) -> Result<Loaded> {
+pub fn load(path: &Path, trust: &Trust) -> Result<Loaded> {
     let bytes = crate::files::read_capped(path, crate::files::caps::MODEL)?;
+    trust.check(Signed::Bundle, path, &bytes)?;
     let bundle: Bundle = edge_ad_calib::decode(&bytes).map_err(|e| Error::bad_file(path, e))?;
     bundle.validate().map_err(|why| Error::bad_file(path, why))?;
     for f in &bundle.files {

@@ -29,6 +29,7 @@ pub mod residual;
 pub mod scorer;
 pub mod setup;
 pub mod source;
+pub mod trust;
 
 pub use edge_ad_calib as formats;
 pub use error::{Error, Result};

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::pipeline::Inspector;
 use crate::projector::Projector;
+use crate::trust::{Signed, Trust};
 
 /// Which projector runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,10 +54,12 @@ pub enum SetupProblem {
     Sensitivity(f32),
     /// At least one thread.
     Threads,
+    /// Only signed files are trusted: a manifest or projector folder (unsigned by nature) cannot run.
+    Unsigned,
 }
 
 /// Where the model comes from and how it is run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ModelSetup {
     /// A bundle from `edge-ad-host bundle` (backbone, projector, model calibration).
     pub bundle: Option<PathBuf>,
@@ -68,6 +71,24 @@ pub struct ModelSetup {
     pub sensitivity: Option<f32>,
     /// Threads for the nearest-neighbour search (default: all cores).
     pub threads: Option<usize>,
+    /// Whose signature a bundle needs (default: none needed, for the engineering tools).
+    pub bundle_trust: Trust,
+    /// Whose signature a site calibration needs (the box's own key on the line).
+    pub calibration_trust: Trust,
+}
+
+impl Default for ModelSetup {
+    fn default() -> Self {
+        Self {
+            bundle: None,
+            manifest: None,
+            projector: ProjectorChoice::Default,
+            sensitivity: None,
+            threads: None,
+            bundle_trust: Trust::development(),
+            calibration_trust: Trust::development(),
+        }
+    }
 }
 
 impl ModelSetup {
@@ -81,6 +102,11 @@ impl ModelSetup {
         }
         if self.threads == Some(0) {
             return Some(SetupProblem::Threads);
+        }
+        if !self.bundle_trust.allow_unsigned
+            && (self.manifest.is_some() || matches!(self.projector, ProjectorChoice::Folder(_)))
+        {
+            return Some(SetupProblem::Unsigned);
         }
         None
     }
@@ -97,12 +123,16 @@ impl ModelSetup {
                     decision::check_setting("sensitivity", s, &decision::SENSITIVITY_RANGE).err().unwrap_or_default()
                 }
                 SetupProblem::Threads => "threads must be at least 1".into(),
+                SetupProblem::Unsigned => {
+                    "only signed files are trusted here: run the embedded model or a signed bundle".into()
+                }
             }));
         }
-        let (model, bundle) = bundle::open_model(self.bundle.as_deref(), self.manifest.as_deref())?;
+        let (model, bundle) = bundle::open_model(self.bundle.as_deref(), self.manifest.as_deref(), &self.bundle_trust)?;
         Ok(Station {
             model,
             bundle,
+            calibration_trust: self.calibration_trust.clone(),
             projector: self.projector.clone(),
             sensitivity: self.sensitivity,
             threads: self.threads.unwrap_or_else(calibrate::default_threads).max(1),
@@ -117,6 +147,7 @@ pub struct Station {
     pub model: Model,
     /// The bundle, when the model came from one.
     pub bundle: Option<Loaded>,
+    calibration_trust: Trust,
     projector: ProjectorChoice,
     sensitivity: Option<f32>,
     threads: usize,
@@ -164,7 +195,9 @@ impl Station {
     /// The frame path for the site calibration in `path`: read, checked against this model and
     /// projector, and rebuilt. Every error names the file.
     pub fn inspector(&self, path: &Path) -> Result<Ready> {
-        let calibration = calibrate::read_calibration(path)?;
+        let bytes = crate::files::read_capped(path, crate::files::caps::CALIBRATION)?;
+        self.calibration_trust.check(Signed::Calibration, path, &bytes)?;
+        let calibration = calibrate::decode_calibration(path, &bytes)?;
         self.inspector_for(calibration, path)
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use edge_ad_core::setup::{ModelSetup, ProjectorChoice, SetupProblem};
+use edge_ad_core::trust::{self, Trust};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -33,6 +34,34 @@ pub struct BoxConfig {
     pub records: RecordsConfig,
     /// A Linux framebuffer to show the overlay on (e.g. "/dev/fb0").
     pub display: Option<PathBuf>,
+    /// Whose signatures the box trusts.
+    #[serde(default)]
+    pub trust: TrustConfig,
+}
+
+/// Signatures: bundles signed by a trusted host key, site calibrations by the box's own key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    /// A `.pub` file or a folder of them: the host keys whose bundles the box runs.
+    pub keys: Option<PathBuf>,
+    /// The box's own signing key (made at the first calibration or start, mode 0600): it signs
+    /// the site calibrations `calibrate --config` writes and checks them at start.
+    #[serde(default = "default_box_key")]
+    pub box_key: PathBuf,
+    /// Development only: run unsigned bundles, manifests, projector folders and calibrations.
+    #[serde(default)]
+    pub allow_unsigned: bool,
+}
+
+impl Default for TrustConfig {
+    fn default() -> Self {
+        Self { keys: None, box_key: default_box_key(), allow_unsigned: false }
+    }
+}
+
+fn default_box_key() -> PathBuf {
+    PathBuf::from("/var/lib/edge-ad/box.key")
 }
 
 /// Model, projector and calibration.
@@ -327,7 +356,11 @@ impl BoxConfig {
     }
 
     fn check(&self) -> Result<(), String> {
-        match self.model.setup().problem() {
+        let unchecked = ModelSetup {
+            bundle_trust: Trust { keys: Vec::new(), allow_unsigned: self.trust.allow_unsigned },
+            ..self.model.setup()
+        };
+        match unchecked.problem() {
             Some(SetupProblem::Sensitivity(s)) => {
                 let range = edge_ad_core::decision::SENSITIVITY_RANGE;
                 return Err(format!("model.sensitivity must be in {}..={}, got {s}", range.start(), range.end()));
@@ -339,6 +372,11 @@ impl BoxConfig {
                 )
             }
             Some(SetupProblem::Threads) => return Err("model.threads must be at least 1".into()),
+            Some(SetupProblem::Unsigned) => {
+                return Err("model.manifest and model.projector folders are unsigned: run a signed model.bundle, \
+                     or set trust.allow_unsigned = true (development only)"
+                    .into())
+            }
             None => {}
         }
         if let SourceConfig::Files { paths, .. } = &self.source {
@@ -398,7 +436,8 @@ impl BoxConfig {
 }
 
 impl ModelConfig {
-    /// The model setup this section names (the calibration is read apart).
+    /// The model this section names, trusting nothing but unsigned files (see
+    /// [`BoxConfig::setup`] for the box's own trust).
     pub fn setup(&self) -> ModelSetup {
         ModelSetup {
             bundle: self.bundle.clone(),
@@ -406,7 +445,32 @@ impl ModelConfig {
             projector: ProjectorChoice::from_spelling(self.projector.as_deref()),
             sensitivity: self.sensitivity,
             threads: self.threads,
+            ..ModelSetup::default()
         }
+    }
+}
+
+impl BoxConfig {
+    /// The model setup the box runs, with its trust: bundles need a signature by a key in
+    /// `trust.keys`, site calibrations one by the box's own key (made here if missing), unless
+    /// `trust.allow_unsigned`.
+    pub fn setup(&self) -> Result<ModelSetup> {
+        let keys = match &self.trust.keys {
+            Some(k) => trust::read_public_keys(k)?,
+            None => Vec::new(),
+        };
+        let box_key = self.box_signing_key()?.verifying_key();
+        let allow_unsigned = self.trust.allow_unsigned;
+        Ok(ModelSetup {
+            bundle_trust: Trust { keys, allow_unsigned },
+            calibration_trust: Trust { keys: vec![box_key], allow_unsigned },
+            ..self.model.setup()
+        })
+    }
+
+    /// The box's own signing key, made at `trust.box_key` if there is none yet.
+    pub fn box_signing_key(&self) -> Result<edge_ad_core::trust::SigningKey> {
+        Ok(trust::signing_key(&self.trust.box_key)?)
     }
 }
 

@@ -90,8 +90,9 @@ fn part(seed: u32) -> RgbImage {
     })
 }
 
-/// Calibrates the embedded model on `shots` and writes the calibration to `path`.
-fn calibrate_into(path: &Path, shots: &[(String, RgbImage)]) {
+/// Calibrates the embedded model on `shots` and writes the calibration to `path`, signed with
+/// the box key beside it (`box.key`, made if missing) unless `sign` is false.
+fn calibrate_into(path: &Path, shots: &[(String, RgbImage)], sign: bool) {
     let station = ModelSetup { threads: Some(1), ..Default::default() }.open().unwrap();
     let side = station.manifest.input_side;
     let projector = station.projector(side).unwrap();
@@ -99,7 +100,12 @@ fn calibrate_into(path: &Path, shots: &[(String, RgbImage)]) {
     let settings = CalibrationSettings { threads: 1, ..Default::default() };
     let identity = station.identity(&projector);
     let calib = calibrate::calibrate(&mut extractor, projector, identity, shots, &settings, 0, &|_| {}).unwrap();
-    edge_ad_core::files::write_atomic(path, &edge_ad_core::formats::encode(&calib).unwrap()).unwrap();
+    let bytes = edge_ad_core::formats::encode(&calib).unwrap();
+    if sign {
+        let key = edge_ad_core::trust::signing_key(&path.with_file_name("box.key")).unwrap();
+        edge_ad_core::trust::sign_file(&key, edge_ad_core::trust::Signed::Calibration, path, &bytes).unwrap();
+    }
+    edge_ad_core::files::write_atomic(path, &bytes).unwrap();
 }
 
 fn trigger(socket: &Path) {
@@ -152,6 +158,9 @@ path = "{root}/counters.json"
 
 [records]
 path = "{root}/records.jsonl"
+
+[trust]
+box_key = "{root}/box.key"
 "#,
             root = root.display()
         ),
@@ -180,8 +189,14 @@ path = "{root}/records.jsonl"
     trigger(&socket);
     wait_for("the missed pulse", Duration::from_secs(10), || pulses(&log, "missed") == 1);
 
-    // The operator calibrates: the box becomes READY by itself.
-    calibrate_into(&root.join("site.calib"), &shots);
+    // An unsigned calibration (copied in, or edited) is not one the box trusts: still the safe state.
+    calibrate_into(&root.join("site.calib"), &shots, false);
+    wait_for("the refusal", Duration::from_secs(60), || {
+        std::fs::read_to_string(root.join("records.jsonl")).is_ok_and(|r| r.contains("unsigned"))
+    });
+    assert!(!levels(&log)["ready"] && levels(&log)["error"], "an unsigned calibration leaves the box safe");
+    // The operator calibrates on the box (signed with its key): the box becomes READY by itself.
+    calibrate_into(&root.join("site.calib"), &shots, true);
     wait_for("READY", Duration::from_secs(60), || levels(&log).get("ready") == Some(&true));
     assert!(!levels(&log)["error"]);
 
@@ -222,7 +237,7 @@ fn records_on_a_full_disk_are_counted_and_the_box_goes_on() {
     for (k, (_, image)) in shots.iter().take(3).enumerate() {
         image.save(root.join(format!("replay/{k}.png"))).unwrap();
     }
-    calibrate_into(&root.join("site.calib"), &shots);
+    calibrate_into(&root.join("site.calib"), &shots, true);
     let config_path = root.join("box.toml");
     // /dev/full: every write fails with ENOSPC, as on a full disk.
     std::fs::write(
@@ -230,7 +245,7 @@ fn records_on_a_full_disk_are_counted_and_the_box_goes_on() {
         format!(
             "[model]\ncalibration = \"{r}/site.calib\"\nthreads = 1\n[source]\nkind = \"folder\"\npath = \"{r}/replay\"\n\
              [trigger]\nkind = \"free-run\"\ninterval_ms = 10\n[counters]\npath = \"{r}/counters.json\"\n\
-             [records]\npath = \"/dev/full\"\n",
+             [records]\npath = \"/dev/full\"\n[trust]\nbox_key = \"{r}/box.key\"\n",
             r = root.display()
         ),
     )

@@ -327,11 +327,16 @@ impl Service {
     {
         match &status {
             Some((fault, why)) => {
-                if hs.fault() != Some(*fault) {
+                let new_fault = hs.fault() != Some(*fault);
+                if new_fault {
                     if *fault != Fault::Stopped {
                         bump(&mut self.counters.faults);
                     }
                     hs.set_fault(*fault).map_err(Error::plc)?;
+                }
+                // A new fault, or the same one for another reason (an unsigned calibration
+                // replaced a missing one): the operator reads why in the records.
+                if new_fault || self.worker_status.as_ref() != status.as_ref() {
                     tracing::error!("safe state: {why}");
                     self.record(Event::Fault { fault: fault_name(*fault), part: None, error: Some(why.clone()) });
                 }

@@ -126,7 +126,7 @@ impl Worker {
     /// Opens what is missing; `None` when the box can inspect, else the fault and why.
     fn establish(&mut self) -> Option<(Fault, String)> {
         if self.station.is_none() {
-            match self.config.model.setup().open() {
+            match self.config.setup().and_then(|s| Ok(s.open()?)) {
                 Ok(s) => self.station = Some(s),
                 Err(e) => return Some((Fault::Model, e.to_string())),
             }
