@@ -220,6 +220,11 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
         let args = ["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), flag, value];
         fails(&args, &flag[2..], "must be in");
     }
+    fails(
+        &["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--side", "32", "--resize", "4000000000"],
+        "4000000000",
+        "maximum",
+    );
     fails(&["--sensitivity", "0.001", "run", "--calibration", s(&out), "--source", s(&good)], "sensitivity", "0.5..=4");
     // A calibration whose threshold was edited (checksum recomputed, value = base / sensitivity
     // kept) is refused: the threshold must follow from the good scores stored beside it.

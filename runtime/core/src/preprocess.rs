@@ -66,6 +66,13 @@ impl Preprocessor {
                 "resize side {resize_side} must be at least the working side {working_side} (> 0)"
             )));
         }
+        // The resized frame is allocated before the crop: its side is bounded like an image's.
+        if resize_side > crate::source::MAX_IMAGE_SIDE {
+            return Err(Error::Setting(format!(
+                "resize side {resize_side} is larger than the {}-pixel maximum",
+                crate::source::MAX_IMAGE_SIDE
+            )));
+        }
         if let Some(l) = manifest.levels.iter().find(|l| !working_side.is_multiple_of(l.stride)) {
             return Err(Error::Setting(format!(
                 "working side {working_side} is not a multiple of level {}'s stride {}",
