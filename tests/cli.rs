@@ -221,7 +221,19 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
         fails(&args, &flag[2..], "must be in");
     }
     fails(
-        &["calibrate", "--shots", "2", "--source", s(&good), "--out", s(&out), "--side", "32", "--resize", "4000000000"],
+        &[
+            "calibrate",
+            "--shots",
+            "2",
+            "--source",
+            s(&good),
+            "--out",
+            s(&out),
+            "--side",
+            "32",
+            "--resize",
+            "4000000000",
+        ],
         "4000000000",
         "maximum",
     );

@@ -86,6 +86,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the box's counters (triggers, OK, NG, missed, late, errors, latency).
     Status(StatusArgs),
+    /// Install a bundle into the model slot the box is not running, check it there (signature,
+    /// digests, a reference frame through the model), then switch to it.
+    Install(InstallArgs),
+    /// Switch back to the model slot the box ran before the last install.
+    Rollback(RollbackArgs),
 }
 
 /// `--json`.
@@ -265,6 +270,22 @@ pub struct StatusArgs {
     pub config: ConfigArg,
     #[command(flatten)]
     pub json: JsonArg,
+}
+
+#[derive(Args)]
+#[command(mut_arg("config", |a| a.required(true)))]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The bundle (from `edge-ad-host bundle --key`; its `.sig` beside it).
+    pub bundle: PathBuf,
+}
+
+#[derive(Args)]
+#[command(mut_arg("config", |a| a.required(true)))]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 /// A scorer by its name.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use edge_ad_line::config::BoxConfig;
 use edge_ad_line::counters::Counters;
 
-use crate::args::{ServeArgs, StatusArgs};
+use crate::args::{InstallArgs, RollbackArgs, ServeArgs, StatusArgs};
 use crate::Result;
 
 /// `edge-ad serve`: runs until SIGTERM/SIGINT, the trigger input closes, or a replayed source
@@ -32,6 +32,32 @@ pub fn serve(a: ServeArgs) -> Result {
         "{}: serve needs Linux (V4L2 and the GPIO character device)",
         a.config.path()?.display()
     )))
+}
+
+/// `edge-ad install`: the bundle into the inactive slot, checked there, then switched to. A
+/// running service picks the new slot up by itself (and needs a calibration for the new model).
+pub fn install(a: InstallArgs) -> Result {
+    let path = a.config.path()?;
+    let config = BoxConfig::load(path)?;
+    let slots = edge_ad_line::slots::Slots::of(&config, path)?;
+    let check = |copy: &std::path::Path| edge_ad_line::slots::check_bundle(&config, copy);
+    let slot = slots.install(&a.bundle, &check, &mut |_| std::ops::ControlFlow::Continue(()))?;
+    println!(
+        "installed {} into slot {} and switched to it (previous: {}); calibrate again if the model changed",
+        a.bundle.display(),
+        slot.unwrap_or("-"),
+        slots.previous().unwrap_or("none")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `edge-ad rollback`: back to the previous slot.
+pub fn rollback(a: RollbackArgs) -> Result {
+    let path = a.config.path()?;
+    let config = BoxConfig::load(path)?;
+    let slot = edge_ad_line::slots::Slots::of(&config, path)?.rollback()?;
+    println!("rolled back: slot {slot} is current");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `edge-ad status`: the counters the configuration names.

@@ -47,9 +47,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(a) if !cli.model.any() => line::serve(a),
         Command::Status(a) if !cli.model.any() => line::status(a),
-        Command::Serve(_) | Command::Status(_) => {
-            Err(Error::Usage("serve and status read the model from box.toml: leave out the model flags".into()))
-        }
+        Command::Install(a) if !cli.model.any() => line::install(a),
+        Command::Rollback(a) if !cli.model.any() => line::rollback(a),
+        Command::Serve(_) | Command::Status(_) | Command::Install(_) | Command::Rollback(_) => Err(Error::Usage(
+            "serve, status, install and rollback read the model from box.toml: leave out the model flags".into(),
+        )),
         Command::Calibrate(a) => calibrate::calibrate(&cli.model, a),
         Command::Run(a) => run::run(&cli.model, a),
         Command::Eval(a) => evaluate::eval(&cli.model, a),

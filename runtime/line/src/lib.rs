@@ -4,7 +4,8 @@
 //! inputs into triggers; [`service`] runs the event loop around the PLC handshake
 //! (edge-ad-plc) with a worker thread on the frame path (edge-ad-core) and typed
 //! [`service::records`]; [`overlay`] draws what the operator sees, [`archive`] keeps NG parts,
-//! [`counters`] counts, and [`shots`] captures the operator's good shots for a calibration.
+//! [`counters`] counts, [`shots`] captures the operator's good shots for a calibration, and
+//! [`slots`] installs models A/B with rollback.
 //! [`linux`] holds the devices: the V4L2 camera, the GPIO character device and the framebuffer.
 //!
 //! The service is generic over `embedded_hal` output pins, so it runs in-process in tests with
@@ -20,6 +21,7 @@ pub mod linux;
 pub mod overlay;
 pub mod service;
 pub mod shots;
+pub mod slots;
 pub mod sources;
 pub mod trigger;
 

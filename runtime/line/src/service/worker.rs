@@ -2,6 +2,7 @@
 //! missing, grabs and inspects one frame per job, sends the verdict back, and only then draws
 //! the overlay for the archive and the display.
 
+use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -70,6 +71,10 @@ pub(super) struct Worker {
     archive: Option<Archive>,
     display: Option<Box<dyn Display>>,
     station: Option<Station>,
+    /// Where the loaded bundle resolved to (through the slot link), to notice an install.
+    loaded_bundle: Option<std::path::PathBuf>,
+    /// A broken new slot was rolled back once; never again in this run (no ping-pong).
+    rolled_back: bool,
     source: Option<Box<dyn FrameSource + Send>>,
     ready: Option<Ready>,
     ok_seen: u64,
@@ -82,7 +87,18 @@ impl Worker {
         archive: Option<Archive>,
         display: Option<Box<dyn Display>>,
     ) -> Self {
-        Self { config, footer, archive, display, station: None, source: None, ready: None, ok_seen: 0 }
+        Self {
+            config,
+            footer,
+            archive,
+            display,
+            station: None,
+            loaded_bundle: None,
+            rolled_back: false,
+            source: None,
+            ready: None,
+            ok_seen: 0,
+        }
     }
 
     /// Serves jobs until the job channel closes; `wrap` tags reports for the main loop's channel.
@@ -125,10 +141,26 @@ impl Worker {
 
     /// Opens what is missing; `None` when the box can inspect, else the fault and why.
     fn establish(&mut self) -> Option<(Fault, String)> {
+        // An install switched the slot link: the new model (and a calibration for it) is loaded.
+        let resolved = self.config.model.bundle.as_deref().and_then(|b| std::fs::canonicalize(b).ok());
+        if self.station.is_some() && resolved != self.loaded_bundle {
+            tracing::info!(
+                "the model slot changed; loading {}",
+                resolved.as_deref().unwrap_or(Path::new("-")).display()
+            );
+            self.station = None;
+            self.ready = None;
+        }
         if self.station.is_none() {
             match self.config.setup().and_then(|s| Ok(s.open()?)) {
-                Ok(s) => self.station = Some(s),
-                Err(e) => return Some((Fault::Model, e.to_string())),
+                Ok(s) => {
+                    self.station = Some(s);
+                    self.loaded_bundle = resolved;
+                }
+                Err(e) => {
+                    self.roll_back_once(&e);
+                    return Some((Fault::Model, e.to_string()));
+                }
             }
         }
         if self.ready.is_none() {
@@ -150,6 +182,24 @@ impl Worker {
         match self.source.as_ref().map(|s| s.health()) {
             Some(SourceHealth::Lost(why)) => Some((Fault::Camera, why)),
             _ => None,
+        }
+    }
+
+    /// A model that does not load from a freshly installed slot: back to the previous slot, once.
+    fn roll_back_once(&mut self, why: &crate::Error) {
+        if self.rolled_back || self.config.model.bundle.is_none() {
+            return;
+        }
+        let Ok(slots) = crate::slots::Slots::of(&self.config, Path::new("box.toml")) else { return };
+        if slots.previous().is_none() {
+            return;
+        }
+        self.rolled_back = true;
+        match slots.rollback() {
+            Ok(slot) => {
+                tracing::error!("the model in the current slot does not load ({why}); rolled back to slot {slot}")
+            }
+            Err(e) => tracing::error!("the model does not load ({why}), and rolling back failed: {e}"),
         }
     }
 
