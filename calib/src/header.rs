@@ -114,6 +114,8 @@ pub enum FormatError {
     UnsupportedVersion { found: u16, supported: u16 },
     /// The kind byte names no known kind.
     UnknownKind { found: u8 },
+    /// The header's reserved byte (7) is not zero: not a file this version wrote.
+    ReservedByte { found: u8 },
     /// A file of another kind (e.g. a manifest where a calibration was expected).
     WrongKind { expected: PayloadKind, found: PayloadKind },
     /// Fewer bytes than the header says.
@@ -156,6 +158,7 @@ impl fmt::Display for FormatError {
             }
             Self::Payload => write!(f, "payload does not parse (corrupt, or written by an incompatible build)"),
             Self::PayloadTrailing { unused } => write!(f, "payload has {unused} unused bytes"),
+            Self::ReservedByte { found } => write!(f, "reserved header byte is {found}, not 0"),
             Self::TooLarge => write!(f, "payload larger than 4 GiB"),
             Self::Serialize => write!(f, "value could not be serialised"),
         }
@@ -183,6 +186,10 @@ pub fn decode<T: Payload>(bytes: &[u8]) -> Result<T, FormatError> {
     let kind = PayloadKind::from_byte(header.kind).ok_or(FormatError::UnknownKind { found: header.kind })?;
     if kind != T::KIND {
         return Err(FormatError::WrongKind { expected: T::KIND, found: kind });
+    }
+    // Every header byte is checked: a flip of the reserved one is an altered file too.
+    if bytes[7] != 0 {
+        return Err(FormatError::ReservedByte { found: bytes[7] });
     }
     if header.version != T::VERSION {
         return Err(FormatError::UnsupportedVersion { found: header.version, supported: T::VERSION });

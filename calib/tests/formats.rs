@@ -181,6 +181,18 @@ fn every_flipped_payload_bit_is_caught_by_the_checksum() {
 }
 
 #[test]
+fn every_flipped_header_bit_is_refused() {
+    let bytes = encode(&manifest()).unwrap();
+    for i in 0..HEADER_LEN {
+        for bit in 0..8 {
+            let mut b = bytes.clone();
+            b[i] ^= 1 << bit;
+            assert!(decode::<ModelManifest>(&b).is_err(), "header byte {i} bit {bit} was accepted");
+        }
+    }
+}
+
+#[test]
 fn garbage_with_a_valid_checksum_is_a_payload_error() {
     // A header that matches its own payload, but the payload is not a calibration.
     let payload = [0xffu8; 40];
