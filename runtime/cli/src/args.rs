@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use edge_ad_core::decision;
 use edge_ad_core::formats::{ImageScore, ScorerKind};
-use edge_ad_core::setup::{ModelSetup, ProjectorChoice};
+use edge_ad_core::setup::ModelSetup;
 
 /// Inline anomaly detection: calibrate from a few good parts, then OK/NG every part.
 #[derive(Parser)]
@@ -49,15 +49,14 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// The model setup these flags name.
     pub fn setup(&self) -> ModelSetup {
-        ModelSetup {
-            bundle: self.bundle.clone(),
-            manifest: self.manifest.clone(),
-            projector: ProjectorChoice::from_spelling(self.projector.as_deref()),
-            sensitivity: self.sensitivity,
-            threads: self.threads,
-            // The engineering tools check no signature; `serve` and `calibrate --config` do.
-            ..ModelSetup::default()
-        }
+        // The engineering tools check no signature; `serve` and `calibrate --config` do.
+        ModelSetup::spelled(
+            self.bundle.as_deref(),
+            self.manifest.as_deref(),
+            self.projector.as_deref(),
+            self.sensitivity,
+            self.threads,
+        )
     }
 
     /// Whether any model flag was given.

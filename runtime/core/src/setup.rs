@@ -92,6 +92,25 @@ impl Default for ModelSetup {
 }
 
 impl ModelSetup {
+    /// A setup as the flags and box.toml spell it (`projector`: a folder, or `none` for raw
+    /// residuals), checking no signature.
+    pub fn spelled(
+        bundle: Option<&Path>,
+        manifest: Option<&Path>,
+        projector: Option<&Path>,
+        sensitivity: Option<f32>,
+        threads: Option<usize>,
+    ) -> Self {
+        Self {
+            bundle: bundle.map(Path::to_path_buf),
+            manifest: manifest.map(Path::to_path_buf),
+            projector: ProjectorChoice::from_spelling(projector),
+            sensitivity,
+            threads,
+            ..Self::default()
+        }
+    }
+
     /// The first problem of this combination, without reading any file.
     pub fn problem(&self) -> Option<SetupProblem> {
         if self.bundle.is_some() && (self.manifest.is_some() || matches!(self.projector, ProjectorChoice::Folder(_))) {

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use edge_ad_core::setup::{ModelSetup, ProjectorChoice, SetupProblem};
+use edge_ad_core::setup::{ModelSetup, SetupProblem};
 use edge_ad_core::trust::{self, Trust};
 use serde::Deserialize;
 
@@ -436,17 +436,16 @@ impl BoxConfig {
 }
 
 impl ModelConfig {
-    /// The model this section names, trusting nothing but unsigned files (see
-    /// [`BoxConfig::setup`] for the box's own trust).
+    /// The model this section names, checking no signature (see [`BoxConfig::setup`] for the
+    /// box's own trust).
     pub fn setup(&self) -> ModelSetup {
-        ModelSetup {
-            bundle: self.bundle.clone(),
-            manifest: self.manifest.clone(),
-            projector: ProjectorChoice::from_spelling(self.projector.as_deref()),
-            sensitivity: self.sensitivity,
-            threads: self.threads,
-            ..ModelSetup::default()
-        }
+        ModelSetup::spelled(
+            self.bundle.as_deref(),
+            self.manifest.as_deref(),
+            self.projector.as_deref(),
+            self.sensitivity,
+            self.threads,
+        )
     }
 }
 
