@@ -185,6 +185,14 @@ fn bad_input_gets_a_clear_error_and_nothing_half_written() {
     let r = edge_ad(&["calibrate", "--shots", "3", "--source", s(&good), "--out", s(&out)]);
     assert!(r.ok, "{}", r.stderr);
     let bytes = std::fs::read(&out).unwrap();
+    // A blinded camera: an all-white frame is NG with its reason, never scored (the projector
+    // would call a uniformly bright frame nearly normal).
+    let white = tmp.path().join("white");
+    std::fs::create_dir_all(&white).unwrap();
+    image::RgbImage::from_pixel(256, 256, image::Rgb([255, 255, 255])).save(white.join("w.png")).unwrap();
+    let r = edge_ad(&["run", "--calibration", s(&out), "--source", s(&white), "--json"]);
+    let rec: Value = serde_json::from_str(r.stdout.lines().next().unwrap()).unwrap();
+    assert!(!r.ok && rec["verdict"] == "NG" && rec["error"].as_str().unwrap().contains("brightness"), "{rec}");
     let bad = tmp.path().join("bad.calib");
     let run = |b: &[u8], why: &str| {
         std::fs::write(&bad, b).unwrap();
@@ -462,6 +470,7 @@ fn a_consistent_calibration_for_another_working_side_is_refused_before_use() {
             sensitivity: 1.0,
             stats: ScoreStats { scores: vec![1.0], min: 1.0, max: 1.0, mean: 1.0, std: 0.0 },
         },
+        photometry: Photometry { mean_min: 0.0, mean_max: 255.0, std_min: 0.0, std_max: 128.0 },
         created_unix_s: 0,
     };
     let path = tmp.path().join("odd.calib");

@@ -21,4 +21,4 @@ mod site;
 pub use bundle::{Bundle, BundleFile, FileDigest, LevelRadius, ModelCalibration};
 pub use header::{decode, encode, FormatError, Header, Payload, PayloadKind, FORMAT_VERSION, HEADER_LEN, MAGIC};
 pub use manifest::{ColourOrder, LevelSpec, ModelIdentity, ModelManifest, Name, Normalisation};
-pub use site::{ImageScore, ReferenceLevel, ScoreStats, ScorerKind, SiteCalibration, Threshold};
+pub use site::{ImageScore, Photometry, ReferenceLevel, ScoreStats, ScorerKind, SiteCalibration, Threshold};

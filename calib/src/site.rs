@@ -124,6 +124,30 @@ pub struct Threshold {
     pub stats: ScoreStats,
 }
 
+/// How bright and how contrasted the shots were: the range of their luma mean and standard
+/// deviation (0–255, over the whole frame). A frame far outside it (a blinded, dark or blocked
+/// camera) is never a part to pass, whatever its features say.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Photometry {
+    /// Lowest mean luma of a shot.
+    pub mean_min: f32,
+    /// Highest mean luma of a shot.
+    pub mean_max: f32,
+    /// Lowest luma standard deviation of a shot.
+    pub std_min: f32,
+    /// Highest luma standard deviation of a shot.
+    pub std_max: f32,
+}
+
+impl Photometry {
+    /// Whether the ranges are finite, non-negative and ordered.
+    pub fn is_valid(&self) -> bool {
+        let all = [self.mean_min, self.mean_max, self.std_min, self.std_max];
+        all.iter().all(|v| v.is_finite() && *v >= 0.0) && self.mean_min <= self.mean_max && self.std_min <= self.std_max
+    }
+}
+
 /// A box's site calibration: reference bank, threshold, and what it was made with.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -144,14 +168,17 @@ pub struct SiteCalibration {
     pub levels: Vec<ReferenceLevel>,
     /// The decision threshold.
     pub threshold: Threshold,
+    /// The shots' brightness and contrast.
+    pub photometry: Photometry,
     /// Creation time, seconds since the Unix epoch.
     pub created_unix_s: u64,
 }
 
 impl Payload for SiteCalibration {
     const KIND: PayloadKind = PayloadKind::SiteCalibration;
-    /// Version 2 added [`SiteCalibration::image_score`] and [`Threshold::spread`].
-    const VERSION: u16 = 2;
+    /// Version 2 added [`SiteCalibration::image_score`] and [`Threshold::spread`]; version 3
+    /// [`SiteCalibration::photometry`].
+    const VERSION: u16 = 3;
 }
 
 impl SiteCalibration {
@@ -182,6 +209,9 @@ impl SiteCalibration {
         }
         if !self.image_score.is_valid() {
             return Err("image score fraction is not in (0, 1]");
+        }
+        if !self.photometry.is_valid() {
+            return Err("the shots' brightness and contrast ranges are not finite, ordered and non-negative");
         }
         let t = &self.threshold;
         if !(t.value.is_finite() && t.value > 0.0 && t.sensitivity.is_finite() && t.sensitivity > 0.0) {

@@ -48,6 +48,7 @@ fn site() -> SiteCalibration {
             sensitivity: 1.0,
             stats: ScoreStats { scores: vec![1.0, 1.2], min: 1.0, max: 1.2, mean: 1.1, std: 0.1 },
         },
+        photometry: Photometry { mean_min: 90.0, mean_max: 110.0, std_min: 20.0, std_max: 30.0 },
         created_unix_s: 1_780_000_000,
     }
 }
@@ -88,14 +89,19 @@ fn other_version_is_refused() {
 }
 
 #[test]
-fn a_version_1_site_calibration_is_refused_by_its_version() {
-    // Version 1 had no image-score rule; reading one as version 2 would misparse every field after
-    // the scorer, so the header's version refuses it first.
-    assert_eq!(SiteCalibration::VERSION, 2);
+fn an_older_site_calibration_is_refused_by_its_version() {
+    // Version 1 had no image-score rule, version 2 no photometry; reading either as version 3
+    // would misparse the fields after them, so the header's version refuses it first.
+    assert_eq!(SiteCalibration::VERSION, 3);
     let mut bytes = encode(&site()).unwrap();
-    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 2);
-    bytes[4] = 1;
-    assert_eq!(decode::<SiteCalibration>(&bytes), Err(FormatError::UnsupportedVersion { found: 1, supported: 2 }));
+    assert_eq!(u16::from_le_bytes([bytes[4], bytes[5]]), 3);
+    for older in [1, 2] {
+        bytes[4] = older;
+        assert_eq!(
+            decode::<SiteCalibration>(&bytes),
+            Err(FormatError::UnsupportedVersion { found: older as u16, supported: 3 })
+        );
+    }
     // The other kinds keep version 1.
     assert_eq!(u16::from_le_bytes([encode(&manifest()).unwrap()[4], 0]), FORMAT_VERSION);
 }

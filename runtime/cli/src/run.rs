@@ -82,9 +82,11 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
         let (score, geometry) = match ready.inspector.inspect(&frame.image) {
             Ok(i) => (i.score, Some(i.geometry)),
             Err(e) => {
+                // Not scored (a refused frame, a model error): NG with its reason in the record.
                 bar.suspend(|| eprintln!("edge-ad: error: {name}: {e}"));
                 failures += 1;
-                (f32::NAN, None)
+                bar.suspend(|| sink.deliver(&Record::fault(name, threshold, e.to_string())))?;
+                continue;
             }
         };
         let latency_ms = start.elapsed().as_secs_f64() * 1e3;

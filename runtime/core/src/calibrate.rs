@@ -213,6 +213,7 @@ pub fn calibrate(
         shot_names,
         levels,
         threshold,
+        photometry: crate::photometry::of_shots(shots.iter().map(|(_, image)| image)),
         created_unix_s,
     })
 }
@@ -243,7 +244,7 @@ pub fn decode_calibration(path: &std::path::Path, bytes: &[u8]) -> Result<SiteCa
         edge_ad_calib::FormatError::UnsupportedVersion { found, .. } if found < SiteCalibration::VERSION => {
             Error::bad_file(
                 path,
-                format!("{e}: made by an older build, whose threshold belongs to another image score; calibrate again"),
+                format!("{e}: made by an older build (another image score, threshold rule or brightness record); calibrate again"),
             )
         }
         e => Error::bad_file(path, e),
@@ -313,5 +314,5 @@ pub fn inspector(
     let refs: Vec<&[FeatureMap]> = shots.iter().map(|s| s.as_slice()).collect();
     let scoring =
         fit_scoring(&refs, projector, calib.scorer, (calib.working_side as usize, calib.image_score), threads)?;
-    Ok(Inspector::new(extractor, scoring))
+    Ok(Inspector::new(extractor, scoring).with_photometry(calib.photometry))
 }

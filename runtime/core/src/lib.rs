@@ -22,6 +22,7 @@ pub mod error;
 pub mod files;
 pub mod model;
 pub mod output;
+pub mod photometry;
 pub mod pipeline;
 pub mod preprocess;
 pub mod projector;

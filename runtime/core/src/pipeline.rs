@@ -193,17 +193,29 @@ pub struct Inspector {
     extractor: Extractor,
     scoring: FeatureScorer,
     features: Vec<FeatureMap>,
+    photometry: Option<edge_ad_calib::Photometry>,
 }
 
 impl Inspector {
     /// Wires an extractor and a feature scorer.
     pub fn new(extractor: Extractor, scoring: FeatureScorer) -> Self {
         let features = extractor.backbone().empty_maps();
-        Self { extractor, scoring, features }
+        Self { extractor, scoring, features, photometry: None }
+    }
+
+    /// Refuses frames much brighter, darker, flatter or busier than the shots
+    /// ([`crate::photometry`]) before scoring them.
+    pub fn with_photometry(mut self, shots: edge_ad_calib::Photometry) -> Self {
+        self.photometry = Some(shots);
+        self
     }
 
     /// Scores one frame.
     pub fn inspect(&mut self, image: &RgbImage) -> Result<Inspection> {
+        if let Some(shots) = &self.photometry {
+            crate::photometry::check(shots, image)
+                .map_err(|reason| crate::Error::Stage { stage: "photometry", reason })?;
+        }
         let mut times = StageTimes::default();
         let geometry = self.extractor.features_into(image, &mut self.features, &mut times)?;
         let score = self.scoring.score(&self.features, &mut times)?;
