@@ -77,6 +77,9 @@ fn calibrate_run_and_eval_on_generated_parts() {
     let holes: Vec<&Value> = records.iter().filter(|r| file(r).ends_with("hole/000.png")).collect();
     assert_eq!(holes.len(), 1);
     assert!(records.iter().any(|r| file(r) == s(&cat.join("test/good/000.png"))));
+    // Same file names from two folders: one map each, none overwritten.
+    assert_eq!(std::fs::read_dir(&maps).unwrap().count(), 9);
+    assert!(maps.join("000-2.npy").is_file() && maps.join("001-2.npy").is_file());
     let map = npyz::NpyFile::new(std::fs::File::open(maps.join("wide.npy")).unwrap()).unwrap();
     assert_eq!(map.shape(), &[200, 256]);
     let values: Vec<f32> = map.into_vec().unwrap();

@@ -64,6 +64,9 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
     let mut frames = FileSource::from_files(files);
     let bar = progress::bar(frames.remaining().unwrap_or(0) as u64, "run");
     let mut failures = 0usize;
+    // Map file names by stem; a stem seen before in this run (000.png from two folders) gets
+    // `-2`, `-3`, ... so that no map overwrites another.
+    let mut stems_seen = std::collections::HashMap::<String, usize>::new();
     let mut names = names.into_iter();
     while let Some(frame) = frames.next_frame() {
         bar.inc(1);
@@ -96,6 +99,9 @@ pub fn run(model: &ModelArgs, a: RunArgs) -> Result {
             // record and the run goes on.
             let side = ready.inspector.working_side();
             let stem = Path::new(&frame.name).file_stem().unwrap_or_default().to_string_lossy().into_owned();
+            let seen = stems_seen.entry(stem.clone()).or_insert(0);
+            *seen += 1;
+            let stem = if *seen == 1 { stem } else { format!("{stem}-{seen}") };
             let written = output::map_at_source(ready.inspector.map(), side, &g).and_then(|full| {
                 output::write_npy(&dir.join(format!("{stem}.npy")), &full, g.src_height as usize, g.src_width as usize)
             });
