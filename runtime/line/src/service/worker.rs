@@ -152,12 +152,19 @@ impl Worker {
             self.ready = None;
         }
         if self.station.is_none() {
-            match self.config.setup().and_then(|s| Ok(s.open()?)) {
+            // The box's trust (keys, its own key) first: a fault there is not the model's.
+            let setup = match self.config.setup() {
+                Ok(s) => s,
+                Err(e) => return Some((Fault::Model, e.to_string())),
+            };
+            match setup.open() {
                 Ok(s) => {
                     self.station = Some(s);
                     self.loaded_bundle = resolved;
                 }
                 Err(e) => {
+                    // The bundle itself (signature, digests, graph) does not load.
+                    let e = crate::Error::from(e);
                     self.roll_back_once(&e);
                     return Some((Fault::Model, e.to_string()));
                 }
