@@ -34,7 +34,8 @@ fn bundle(path: &Path, key: &trust::SigningKey, projector: bool) {
     std::fs::write(trust::signature_path(path), trust::sign(key, Signed::Bundle, &bytes)).unwrap();
 }
 
-struct Box_ {
+/// A box with two signed bundles to install and a box.toml whose model lives in slots.
+struct SlotBox {
     _dir: tempfile::TempDir,
     root: PathBuf,
     config: BoxConfig,
@@ -43,7 +44,7 @@ struct Box_ {
     v2: PathBuf,
 }
 
-fn a_box() -> Box_ {
+fn a_box() -> SlotBox {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let key = trust::create_signing_key(&root.join("host.key")).unwrap();
@@ -68,12 +69,12 @@ fn a_box() -> Box_ {
     )
     .unwrap();
     let config = BoxConfig::load(&config_path).unwrap();
-    Box_ { _dir: dir, root, config, config_path, v1, v2 }
+    SlotBox { _dir: dir, root, config, config_path, v1, v2 }
 }
 
 /// How many files the current slot's bundle holds, once it passed the box's checks
 /// (signature and digests): 1 for v1, 3 for v2.
-fn current_files(b: &Box_, slots: &Slots) -> usize {
+fn current_files(b: &SlotBox, slots: &Slots) -> usize {
     let trust = Trust { keys: trust::read_public_keys(&b.root.join("keys")).unwrap(), allow_unsigned: false };
     let path = slots.bundle_in(slots.current().expect("a current slot"));
     assert_eq!(
