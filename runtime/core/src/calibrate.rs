@@ -232,13 +232,8 @@ pub fn identity(model: &Model, projector: &Projector) -> ModelIdentity {
     crate::model::identity(&model.manifest, projector.digest())
 }
 
-/// Reads a site calibration file; a missing, corrupt or foreign file is an error naming it.
-pub fn read_calibration(path: &std::path::Path) -> Result<SiteCalibration> {
-    let bytes = crate::files::read_capped(path, crate::files::caps::CALIBRATION)?;
-    decode_calibration(path, &bytes)
-}
-
-/// Decodes a site calibration read from `path`; errors name the file.
+/// Decodes a site calibration read from `path` (see [`crate::setup::Station::inspector`], which
+/// reads it with its size cap and checks its signature first); errors name the file.
 pub fn decode_calibration(path: &std::path::Path, bytes: &[u8]) -> Result<SiteCalibration> {
     edge_ad_calib::decode(bytes).map_err(|e| match e {
         edge_ad_calib::FormatError::UnsupportedVersion { found, .. } if found < SiteCalibration::VERSION => {

@@ -97,16 +97,12 @@ impl Trust {
         let key_bytes: [u8; 32] = sig[5..37].try_into().map_err(|_| bad("truncated"))?;
         let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| bad("not a public key"))?;
         if !self.keys.contains(&key) {
-            return Err(bad(&format!("made by key {}, which this box does not trust", hex(&key_bytes))));
+            return Err(bad(&format!("made by key {}, which this box does not trust", crate::model::hex(&key_bytes))));
         }
         let signature = ed25519_dalek::Signature::from_slice(&sig[37..]).map_err(|_| bad("malformed"))?;
         key.verify_strict(&[what.context(), bytes].concat(), &signature)
             .map_err(|_| bad("does not match the file: it was altered after signing"))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<[u8; 32]> {
@@ -123,7 +119,7 @@ fn unhex(text: &str) -> Option<[u8; 32]> {
 
 /// A public key's text form, as `.pub` files hold it (64 hex digits).
 pub fn public_key_text(key: &VerifyingKey) -> String {
-    format!("{}\n", hex(key.as_bytes()))
+    format!("{}\n", crate::model::hex(key.as_bytes()))
 }
 
 /// Reads the trusted public keys: a `.pub` file, or every `*.pub` in a folder.
@@ -182,7 +178,7 @@ pub fn create_signing_key(path: &Path) -> Result<SigningKey> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all(hex(&seed).as_bytes())
+    f.write_all(crate::model::hex(&seed).as_bytes())
         .and_then(|_| f.write_all(b"\n"))
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(path, e))?;

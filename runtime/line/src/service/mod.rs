@@ -246,7 +246,8 @@ impl Service {
             return Err(self.worker_died(hs));
         }
         self.record(Event::Stop);
-        let Self { jobs, worker, .. } = self.finish();
+        self.save();
+        let Self { jobs, worker, .. } = self;
         drop(jobs);
         hs.shutdown().map_err(Error::plc)?;
         // The worker ends when the job channel closes, after its current part; the archive then
@@ -271,12 +272,6 @@ impl Service {
         self.record(Event::Fault { fault: fault_name(Fault::Model), part: None, error: Some(why.into()) });
         self.save();
         Error::Thread { name: "inspect".into(), source: std::io::Error::other(why) }
-    }
-
-    /// Saves the counters one last time and hands back what the shutdown needs.
-    fn finish(mut self) -> Self {
-        self.save();
-        self
     }
 
     /// Writes one record. A record that cannot be written (a full disk) is logged and counted,
