@@ -14,7 +14,7 @@ use edge_ad_core::model::Model;
 use edge_ad_core::pipeline::Extractor;
 use edge_ad_core::preprocess::Preprocessor;
 use edge_ad_core::projector::Projector;
-use edge_ad_core::residual::ReferenceBank;
+use edge_ad_core::residual::{ReferenceBank, SearchScratch};
 use edge_ad_core::scorer::{FeatureNorm, Scorer};
 
 fn stages(c: &mut Criterion) {
@@ -23,7 +23,7 @@ fn stages(c: &mut Criterion) {
     let mut pre = Preprocessor::new(&model.manifest, 224, 224).unwrap();
     c.bench_function("stage/preprocess 256²→224² CHW", |b| b.iter(|| black_box(pre.run(frame).unwrap().0[0])));
 
-    let backbone = Backbone::new(&model, 224).unwrap();
+    let mut backbone = Backbone::new(&model, 224).unwrap();
     let chw = pre.run(frame).unwrap().0.to_vec();
     let mut maps = backbone.empty_maps();
     c.bench_function("stage/backbone effnet-lite0 224²", |b| b.iter(|| backbone.run_into(&chw, &mut maps).unwrap()));
@@ -35,10 +35,11 @@ fn stages(c: &mut Criterion) {
         (0..query.len()).map(|l| ReferenceBank::from_maps(shot_maps.iter().map(|s| &s[l]))).collect();
     for threads in [1, 2] {
         let mut out: Vec<_> = query.to_vec();
+        let mut scratch = vec![SearchScratch::default(); query.len()];
         c.bench_function(&format!("stage/residual 4-shot bank, {threads} thread(s)"), |b| {
             b.iter(|| {
                 for (l, q) in query.iter().enumerate() {
-                    banks[l].residuals_into(q, threads, &mut out[l]);
+                    banks[l].residuals_into(q, threads, &mut out[l], &mut scratch[l]);
                 }
             })
         });
@@ -56,9 +57,8 @@ fn stages(c: &mut Criterion) {
                 for (l, q) in query.iter().enumerate() {
                     FeatureNorm.level_scores(l, q, 1, &mut scores[l]);
                 }
-                let grids: Vec<(&[f32], usize, usize)> =
-                    query.iter().zip(&scores).map(|(q, s)| (s.as_slice(), q.height, q.width)).collect();
-                black_box(map.build(&grids).1)
+                let grids = query.iter().zip(&scores).map(|(q, s)| (s.as_slice(), q.height, q.width));
+                black_box(map.build(grids).1)
             })
         });
     }

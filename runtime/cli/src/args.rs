@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use edge_ad_core::decision;
 use edge_ad_core::formats::{ImageScore, ScorerKind};
-use edge_ad_core::setup::ModelSetup;
+use edge_ad_core::setup::{ModelSetup, Station};
 
 /// Inline anomaly detection: calibrate from a few good parts, then OK/NG every part.
 #[derive(Parser)]
@@ -98,6 +98,28 @@ pub struct JsonArg {
     /// Machine-readable output: JSON (one object per line).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--workers`.
+#[derive(Args, Clone, Copy)]
+pub struct WorkersArg {
+    /// Images scored at once, one per worker thread over the same compiled model (default: one
+    /// per core). Output keeps the input order. With several workers each one's
+    /// nearest-neighbour search runs on one thread unless --threads says otherwise.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+}
+
+impl WorkersArg {
+    /// The worker count, and the search threads of each worker.
+    pub fn resolve(&self, model: &ModelArgs, station: &Station) -> (usize, usize) {
+        let workers = self.workers.map_or_else(edge_ad_core::workers::default_workers, usize::from);
+        let threads = match model.threads {
+            None if workers > 1 => 1,
+            _ => station.threads(),
+        };
+        (workers, threads)
+    }
 }
 
 /// `--shots`.
@@ -206,6 +228,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     pub maps: Option<PathBuf>,
     #[command(flatten)]
+    pub workers: WorkersArg,
+    #[command(flatten)]
     pub json: JsonArg,
 }
 
@@ -222,6 +246,8 @@ pub struct EvalArgs {
     /// Write ROC and PRO curves as PNG plots here.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
+    #[command(flatten)]
+    pub workers: WorkersArg,
     #[command(flatten)]
     pub calib: CalibArgs,
     #[command(flatten)]
@@ -250,6 +276,8 @@ pub struct DemoArgs {
     /// margin without looking at the evaluation parts.
     #[arg(long)]
     pub training_textures: bool,
+    #[command(flatten)]
+    pub workers: WorkersArg,
     #[command(flatten)]
     pub calib: CalibArgs,
 }

@@ -9,7 +9,7 @@ use edge_ad_core::setup::Station;
 use edge_ad_eval::eval::{self, CategoryReport};
 use edge_ad_eval::{dataset, progress, synth};
 
-use crate::args::{CalibArgs, DemoArgs, EvalArgs, ModelArgs};
+use crate::args::{CalibArgs, DemoArgs, EvalArgs, ModelArgs, WorkersArg};
 use crate::calibrate::{settings, sides};
 use crate::Result;
 
@@ -23,12 +23,12 @@ fn fmt_opt(v: Option<f64>, pct: bool) -> String {
 
 fn print_table(reports: &[CategoryReport]) {
     println!(
-        "{:<14} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9}",
-        "category", "I-AUROC", "P-AUROC", "AUPRO", "threshold", "escape", "f-reject", "ms med", "ms p95"
+        "{:<14} {:>8} {:>8} {:>8} {:>10} {:>8} {:>8} {:>9} {:>9} {:>9}",
+        "category", "I-AUROC", "P-AUROC", "AUPRO", "threshold", "escape", "f-reject", "ms med", "ms p95", "frames/s"
     );
     for r in reports {
         println!(
-            "{:<14} {:>8} {:>8} {:>8} {:>10.4} {:>8} {:>8} {:>9.1} {:>9.1}",
+            "{:<14} {:>8} {:>8} {:>8} {:>10.4} {:>8} {:>8} {:>9.1} {:>9.1} {:>9.1}",
             r.category,
             fmt_opt(r.image_auroc, false),
             fmt_opt(r.pixel_auroc, false),
@@ -37,7 +37,8 @@ fn print_table(reports: &[CategoryReport]) {
             fmt_opt(r.escape_rate, true),
             fmt_opt(r.false_reject_rate, true),
             r.latency_ms_median,
-            r.latency_ms_p95
+            r.latency_ms_p95,
+            r.frames_per_s
         );
     }
     // Per defect kind, over the categories (the last report is the mean when there are several).
@@ -62,6 +63,7 @@ struct Plan<'a> {
     model: &'a ModelArgs,
     calib: &'a CalibArgs,
     shots: usize,
+    workers: WorkersArg,
 }
 
 impl Plan<'_> {
@@ -73,6 +75,7 @@ impl Plan<'_> {
         mut per_image: impl FnMut(&str, &eval::Scored<'_>),
     ) -> Result<Vec<CategoryReport>> {
         let (working_side, resize_side) = sides(self.station, self.calib);
+        let (workers, search_threads) = self.workers.resolve(self.model, self.station);
         let plan = eval::Plan {
             model: self.station,
             projector: self.station.projector(working_side)?,
@@ -80,6 +83,8 @@ impl Plan<'_> {
             working_side,
             resize_side,
             shots: self.shots,
+            workers,
+            search_threads,
         };
         let mut reports = Vec::new();
         for name in names {
@@ -109,7 +114,7 @@ impl Plan<'_> {
 pub fn eval(model: &ModelArgs, a: EvalArgs) -> Result {
     let station = model.setup().open()?;
     let names = if a.categories.is_empty() { dataset::category_names(&a.dataset)? } else { a.categories.clone() };
-    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots };
+    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots, workers: a.workers };
     let mut reports = plan.evaluate(&a.dataset, &names, a.plots.as_deref(), |_, _| {})?;
     reports.push(eval::mean_report(&reports));
     if a.json.json {
@@ -145,7 +150,7 @@ pub fn demo(model: &ModelArgs, a: DemoArgs) -> Result {
     synth::generate(&root, &textures, &spec)?;
     let names: Vec<String> = textures.iter().map(|s| s.to_string()).collect();
     println!("calibrating on the first {} good parts of each texture, then scoring every test part:", a.shots.shots);
-    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots };
+    let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots, workers: a.workers };
     let result = plan.evaluate(&root, &names, None, |cat, s| {
         let truth = s.item.defect.as_deref().unwrap_or("good");
         let file = s.item.path.file_name().unwrap_or_default().to_string_lossy();

@@ -30,7 +30,21 @@ pub enum Error {
 /// A verb's result: its exit code.
 pub type Result<T = ExitCode> = std::result::Result<T, Error>;
 
+/// A build for x86-64-v3 (`cargo box-x86-64-v3`) on a CPU without AVX2 and FMA would die on an
+/// illegal instruction somewhere in the frame path; it stops here first, saying why.
+fn cpu_lacks() -> Option<&'static str> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
+        return Some("this edge-ad was built for x86-64-v3 (AVX2 and FMA) and this CPU lacks them: install the portable build");
+    }
+    None
+}
+
 fn main() -> ExitCode {
+    if let Some(why) = cpu_lacks() {
+        eprintln!("edge-ad: error: {why}");
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let level = match cli.verbose {
         0 => "warn",

@@ -49,14 +49,21 @@ impl MapBuilder {
         self.side
     }
 
+    /// How the map becomes the image score.
+    pub fn rule(&self) -> ImageScore {
+        self.rule
+    }
+
     /// Builds the map from per-level score grids `(scores, height, width)` and returns it with
     /// the image score by this builder's rule. A NaN anywhere makes the image score NaN.
-    pub fn build(&mut self, levels: &[(&[f32], usize, usize)]) -> (&[f32], f32) {
+    pub fn build<'a>(&mut self, levels: impl IntoIterator<Item = (&'a [f32], usize, usize)>) -> (&[f32], f32) {
         self.map.iter_mut().for_each(|v| *v = 0.0);
-        for &(grid, h, w) in levels {
+        let mut count = 0usize;
+        for (grid, h, w) in levels {
             add_bilinear(grid, h, w, self.side, &mut self.map);
+            count += 1;
         }
-        let inv = 1.0 / levels.len().max(1) as f32;
+        let inv = 1.0 / count.max(1) as f32;
         self.map.iter_mut().for_each(|v| *v *= inv);
         smooth(&mut self.map, &mut self.tmp, self.side, &self.kernel);
         let score = image_score(&self.map, self.rule, &mut self.tmp);
@@ -197,7 +204,7 @@ mod tests {
         let mut b = MapBuilder::new(32);
         let a = vec![2.0; 16];
         let c = vec![4.0; 4];
-        let (map, score) = b.build(&[(&a, 4, 4), (&c, 2, 2)]);
+        let (map, score) = b.build([(&a[..], 4, 4), (&c[..], 2, 2)]);
         assert!(map.iter().all(|v| (v - 3.0).abs() < 1e-5));
         assert!((score - 3.0).abs() < 1e-5);
     }
@@ -207,7 +214,7 @@ mod tests {
         let mut b = MapBuilder::new(64);
         let mut g = vec![0.0; 64];
         g[3 * 8 + 5] = 1.0;
-        let (map, score) = b.build(&[(&g, 8, 8)]);
+        let (map, score) = b.build([(&g[..], 8, 8)]);
         let argmax = map.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
         let (y, x) = (argmax / 64, argmax % 64);
         // Grid cell (3, 5) sits at (3·63/7, 5·63/7) = (27, 45) with align_corners.
@@ -267,7 +274,7 @@ mod tests {
         let mut area = vec![0.0f32; 64];
         area[9..13].iter_mut().for_each(|v| *v = 1.0);
         let (mut a, mut b) = (MapBuilder::with_rule(64, rule), MapBuilder::with_rule(64, rule));
-        let (sa, sb) = (a.build(&[(&spot, 8, 8)]).1, b.build(&[(&area, 8, 8)]).1);
+        let (sa, sb) = (a.build([(&spot[..], 8, 8)]).1, b.build([(&area[..], 8, 8)]).1);
         assert!(sb > sa * 1.5, "area {sb} vs spot {sa}");
     }
 
@@ -276,6 +283,6 @@ mod tests {
         let mut b = MapBuilder::new(16);
         let mut g = vec![0.0; 4];
         g[1] = f32::NAN;
-        assert!(b.build(&[(&g, 2, 2)]).1.is_nan());
+        assert!(b.build([(&g[..], 2, 2)]).1.is_nan());
     }
 }

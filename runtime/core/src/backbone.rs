@@ -54,9 +54,16 @@ impl FeatureMap {
 
 type Plan = std::sync::Arc<TypedRunnableModel>;
 
-/// A compiled backbone.
+/// A compiled backbone with one frame's worth of run state.
+///
+/// The compiled plan is shared: [`Backbone::fork`] gives another worker its own state (tract's
+/// per-session scratch, the input tensor) over the same plan, so N workers cost one compilation.
 pub struct Backbone {
     plan: Plan,
+    state: TypedSimpleState,
+    /// The input tensor, handed to tract by reference count and written again for the next
+    /// frame once tract has let go of it, so a frame allocates no input.
+    input: std::sync::Arc<Tensor>,
     side: usize,
     shapes: Vec<(usize, usize, usize)>,
     name: String,
@@ -65,6 +72,9 @@ pub struct Backbone {
 impl Backbone {
     /// Compiles `model` for square inputs of `side` pixels. The input fact is fixed before
     /// optimisation so tract specialises every kernel; the outputs are the manifest's levels.
+    /// Convolutions run channel-last (tract's `conv_nhwc` transform): the depthwise layers then
+    /// use tract's channel-last loops, which cover stride 2 and borders (README, *Speed*); the
+    /// outputs are unchanged.
     pub fn new(model: &Model, side: u32) -> Result<Self> {
         let m = &model.manifest;
         let err = |reason: String| Error::Model { model: model.origin.clone(), reason };
@@ -78,11 +88,29 @@ impl Backbone {
             .model_for_read(&mut std::io::Cursor::new(&model.onnx[..]))
             .and_then(|g| g.with_input_fact(0, f32::fact([1, 3, side_us, side_us]).into()))
             .and_then(|mut g| g.select_outputs_by_name(outputs).map(|_| g))
+            .and_then(|g| g.into_typed())
+            .and_then(|g| g.into_decluttered())
+            .and_then(channel_last)
             .and_then(|g| g.into_optimized())
             .and_then(|g| g.into_runnable())
             .map_err(|e| err(format!("cannot compile the graph for {side}×{side}: {e:#}")))?;
         let shapes = expected_shapes(m, side);
-        Ok(Self { plan, side: side_us, shapes, name: model.origin.clone() })
+        Self::over(plan, side_us, shapes, model.origin.clone())
+    }
+
+    fn over(plan: Plan, side: usize, shapes: Vec<(usize, usize, usize)>, name: String) -> Result<Self> {
+        let state = TypedSimpleState::new(&plan)
+            .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
+        let input = std::sync::Arc::new(Tensor::zero::<f32>(&[1, 3, side, side]).map_err(|e| Error::Model {
+            model: name.clone(),
+            reason: format!("cannot allocate the input: {e:#}"),
+        })?);
+        Ok(Self { plan, state, input, side, shapes, name })
+    }
+
+    /// Another run state over the same compiled plan, for another worker.
+    pub fn fork(&self) -> Result<Self> {
+        Self::over(self.plan.clone(), self.side, self.shapes.clone(), self.name.clone())
     }
 
     /// Input side in pixels.
@@ -101,10 +129,21 @@ impl Backbone {
     }
 
     /// Runs the graph on one CHW image (3·side² values) and fills `out` (one map per level).
-    pub fn run_into(&self, chw: &[f32], out: &mut [FeatureMap]) -> Result<()> {
+    pub fn run_into(&mut self, chw: &[f32], out: &mut [FeatureMap]) -> Result<()> {
         let err = |reason: String| Error::Model { model: self.name.clone(), reason };
-        let input = Tensor::from_shape(&[1, 3, self.side, self.side], chw).map_err(|e| err(format!("{e:#}")))?;
-        let results = self.plan.run(tvec!(input.into())).map_err(|e| err(format!("inference failed: {e:#}")))?;
+        // tract lets go of the input after a run; were it still held (a failed run), make_mut
+        // copies it rather than write under tract.
+        let input = std::sync::Arc::make_mut(&mut self.input);
+        let mut plain = input.try_as_plain_ram_mut().map_err(|e| err(format!("{e:#}")))?;
+        let slot = plain.as_slice_mut::<f32>().map_err(|e| err(format!("{e:#}")))?;
+        if slot.len() != chw.len() {
+            return Err(err(format!("input has {} values, the graph takes {}", chw.len(), slot.len())));
+        }
+        slot.copy_from_slice(chw);
+        let results = self
+            .state
+            .run(tvec!(self.input.clone().into_tvalue()))
+            .map_err(|e| err(format!("inference failed: {e:#}")))?;
         if results.len() != out.len() {
             return Err(err(format!("graph gave {} outputs, manifest lists {}", results.len(), out.len())));
         }
@@ -126,11 +165,19 @@ impl Backbone {
     }
 
     /// Runs the graph on one CHW image and returns fresh maps.
-    pub fn run(&self, chw: &[f32]) -> Result<Vec<FeatureMap>> {
+    pub fn run(&mut self, chw: &[f32]) -> Result<Vec<FeatureMap>> {
         let mut out = self.empty_maps();
         self.run_into(chw, &mut out)?;
         Ok(out)
     }
+}
+
+/// Rewrites every convolution of a decluttered graph to run channel-last (tract's `conv_nhwc`).
+fn channel_last(mut g: TypedModel) -> TractResult<TypedModel> {
+    if let Some(t) = tract_onnx::tract_core::transform::get_transform("conv_nhwc")? {
+        t.transform(&mut g)?;
+    }
+    Ok(g)
 }
 
 /// (C, H, W) of each level of `manifest` at input side `side`.

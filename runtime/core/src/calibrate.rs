@@ -98,14 +98,14 @@ pub fn fit_scoring(
     } else {
         (0..shots.len())
             .map(|j| {
-                let loo = FeatureScorer::new(
+                let mut loo = FeatureScorer::new(
                     banks_of(&all_but(shots, j)),
                     projector.clone(),
                     Box::new(scorer::FeatureNorm),
                     &shapes,
                     map,
                     threads,
-                );
+                )?;
                 loo.projected_residuals(shots[j])
             })
             .collect::<Result<Vec<_>>>()?
@@ -115,7 +115,7 @@ pub fn fit_scoring(
     } else {
         scorer::fit(kind, &samples)?
     };
-    Ok(FeatureScorer::new(banks, projector, fitted, &shapes, map, threads))
+    FeatureScorer::new(banks, projector, fitted, &shapes, map, threads)
 }
 
 /// Makes a site calibration from `shots` (name, image), at least 2.

@@ -7,6 +7,7 @@
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
+//! [`workers`] runs frames on one worker per core and hands results on in order.
 //! [`canvas`] lets embedded-graphics draw into an image (the overlay and the plots use it).
 //!
 //! Nothing here knows about the line (PLC, camera, box.toml) or about evaluation.
@@ -31,6 +32,7 @@ pub mod scorer;
 pub mod setup;
 pub mod source;
 pub mod trust;
+pub mod workers;
 
 pub use edge_ad_calib as formats;
 pub use error::{Error, Result};

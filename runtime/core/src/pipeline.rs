@@ -12,8 +12,8 @@ use crate::backbone::{Backbone, FeatureMap};
 use crate::error::Result;
 use crate::model::Model;
 use crate::preprocess::{CropGeometry, Preprocessor};
-use crate::projector::Projector;
-use crate::residual::ReferenceBank;
+use crate::projector::{Projector, ProjectorRun};
+use crate::residual::{ReferenceBank, SearchScratch};
 use crate::scorer::Scorer;
 
 /// Preprocessing and backbone: image in, feature maps out.
@@ -30,6 +30,11 @@ impl Extractor {
         let backbone = Backbone::new(model, working_side)?;
         let level_names = model.manifest.levels.iter().map(|l| l.output.to_string()).collect();
         Ok(Self { pre, backbone, level_names })
+    }
+
+    /// Another worker's extractor: its own buffers and run state over the same compiled graph.
+    pub fn fork(&self) -> Result<Self> {
+        Ok(Self { pre: self.pre.fresh(), backbone: self.backbone.fork()?, level_names: self.level_names.clone() })
     }
 
     /// The backbone output name of each level.
@@ -103,13 +108,18 @@ fn ms(start: Instant) -> f64 {
 }
 
 /// Feature maps in, image score and anomaly map out: residual, projector, scorer and map.
+///
+/// The banks, the projector's compiled graphs and the scorer are shared; [`FeatureScorer::fork`]
+/// gives another worker its own buffers and run state over them.
 pub struct FeatureScorer {
-    banks: Vec<ReferenceBank>,
+    banks: Arc<[ReferenceBank]>,
     projector: Arc<Projector>,
-    scorer: Box<dyn Scorer>,
+    projector_run: ProjectorRun,
+    scorer: Arc<dyn Scorer>,
     maps: MapBuilder,
     residuals: Vec<FeatureMap>,
     scores: Vec<Vec<f32>>,
+    search: Vec<SearchScratch>,
     threads: usize,
 }
 
@@ -123,11 +133,38 @@ impl FeatureScorer {
         shapes: &[(usize, usize, usize)],
         (working_side, image_score): (usize, ImageScore),
         threads: usize,
-    ) -> Self {
+    ) -> Result<Self> {
         let residuals = shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect();
         let scores = shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect();
         let maps = MapBuilder::with_rule(working_side, image_score);
-        Self { banks, projector, scorer, maps, residuals, scores, threads }
+        Ok(Self {
+            banks: banks.into(),
+            projector_run: projector.run()?,
+            projector,
+            scorer: scorer.into(),
+            maps,
+            residuals,
+            scores,
+            search: vec![SearchScratch::default(); shapes.len()],
+            threads,
+        })
+    }
+
+    /// Another worker's scorer: the same banks, projector graphs and scorer, its own buffers.
+    /// `threads` is its nearest-neighbour search's.
+    pub fn fork(&self, threads: usize) -> Result<Self> {
+        let threads = threads.max(1);
+        Ok(Self {
+            banks: self.banks.clone(),
+            projector: self.projector.clone(),
+            projector_run: self.projector.run()?,
+            scorer: self.scorer.clone(),
+            maps: MapBuilder::with_rule(self.maps.side(), self.maps.rule()),
+            residuals: self.residuals.clone(),
+            scores: self.scores.clone(),
+            search: vec![SearchScratch::default(); self.search.len()],
+            threads,
+        })
     }
 
     /// The scorer in use.
@@ -136,37 +173,35 @@ impl FeatureScorer {
     }
 
     /// Projected residuals of `features` (one map per level) against the banks.
-    pub fn projected_residuals(&self, features: &[FeatureMap]) -> Result<Vec<FeatureMap>> {
-        features
-            .iter()
-            .enumerate()
-            .map(|(l, f)| {
-                let mut r = self.banks[l].residuals(f, self.threads);
-                self.projector.project(l, &mut r)?;
-                Ok(r)
-            })
-            .collect()
+    pub fn projected_residuals(&mut self, features: &[FeatureMap]) -> Result<Vec<FeatureMap>> {
+        let mut out = Vec::with_capacity(features.len());
+        for (l, f) in features.iter().enumerate() {
+            let mut r = FeatureMap::zeros(f.channels, f.height, f.width);
+            self.banks[l].residuals_into(f, self.threads, &mut r, &mut self.search[l]);
+            self.projector_run.project(l, &mut r)?;
+            out.push(r);
+        }
+        Ok(out)
     }
 
     /// Scores one image's feature maps; returns the image score. The map is in [`Self::map`].
     pub fn score(&mut self, features: &[FeatureMap], t: &mut StageTimes) -> Result<f32> {
         let start = Instant::now();
         for (l, f) in features.iter().enumerate() {
-            self.banks[l].residuals_into(f, self.threads, &mut self.residuals[l]);
+            self.banks[l].residuals_into(f, self.threads, &mut self.residuals[l], &mut self.search[l]);
         }
         t.residual_ms = ms(start);
         let start = Instant::now();
         for (l, r) in self.residuals.iter_mut().enumerate() {
-            self.projector.project(l, r)?;
+            self.projector_run.project(l, r)?;
         }
         t.projector_ms = ms(start);
         let start = Instant::now();
         for (l, r) in self.residuals.iter().enumerate() {
             self.scorer.level_scores(l, r, self.threads, &mut self.scores[l]);
         }
-        let grids: Vec<(&[f32], usize, usize)> =
-            self.residuals.iter().zip(&self.scores).map(|(r, s)| (s.as_slice(), r.height, r.width)).collect();
-        let (_, score) = self.maps.build(&grids);
+        let grids = self.residuals.iter().zip(&self.scores).map(|(r, s)| (s.as_slice(), r.height, r.width));
+        let (_, score) = self.maps.build(grids);
         t.score_ms = ms(start);
         Ok(score)
     }
@@ -201,6 +236,27 @@ impl Inspector {
     pub fn new(extractor: Extractor, scoring: FeatureScorer) -> Self {
         let features = extractor.backbone().empty_maps();
         Self { extractor, scoring, features, photometry: None }
+    }
+
+    /// Another worker's frame path: the same compiled graphs, banks, scorer, photometry and
+    /// image-score rule, its own buffers and run state. `threads` is its nearest-neighbour
+    /// search's (1 when several workers share the cores).
+    pub fn fork(&self, threads: usize) -> Result<Self> {
+        let extractor = self.extractor.fork()?;
+        let features = extractor.backbone().empty_maps();
+        Ok(Self { extractor, scoring: self.scoring.fork(threads)?, features, photometry: self.photometry })
+    }
+
+    /// This frame path and `count − 1` forks of it, every one searching with `threads` threads:
+    /// the workers of [`crate::workers::in_order`].
+    pub fn into_workers(mut self, count: usize, threads: usize) -> Result<Vec<Self>> {
+        self.scoring.threads = threads.max(1);
+        let mut all = Vec::with_capacity(count.max(1));
+        for _ in 1..count.max(1) {
+            all.push(self.fork(threads)?);
+        }
+        all.insert(0, self);
+        Ok(all)
     }
 
     /// Refuses frames much brighter, darker, flatter or busier than the shots

@@ -91,6 +91,20 @@ impl Preprocessor {
         })
     }
 
+    /// A preprocessor like this one with buffers of its own (for another worker).
+    pub fn fresh(&self) -> Self {
+        let n = self.working_side as usize * self.working_side as usize;
+        Self {
+            resize_side: self.resize_side,
+            working_side: self.working_side,
+            colour: self.colour,
+            normalisation: self.normalisation,
+            resizer: Resizer::new(),
+            resized: Image::new(self.working_side, self.working_side, PixelType::U8x3),
+            chw: vec![0.0; 3 * n],
+        }
+    }
+
     /// Working side in pixels.
     pub fn working_side(&self) -> u32 {
         self.working_side

@@ -110,23 +110,84 @@ impl Projector {
         }
     }
 
-    /// Projects one level's residual map in place.
+    /// Projects one level's residual map in place (a one-off run; the frame path keeps a
+    /// [`ProjectorRun`] instead, which allocates nothing per frame).
     pub fn project(&self, level: usize, map: &mut FeatureMap) -> Result<()> {
-        let Self::Onnx { levels, dir, .. } = self else {
-            return Ok(());
+        self.run()?.project(level, map)
+    }
+
+    /// Run state for one worker: a tract session and an input tensor per level, over this
+    /// projector's shared compiled graphs.
+    pub fn run(&self) -> Result<ProjectorRun> {
+        let levels = match self {
+            Self::Identity => Vec::new(),
+            Self::Onnx { levels, dir, .. } => levels
+                .iter()
+                .map(|(plan, (c, h, w))| {
+                    let err = |e: TractError| Error::Model {
+                        model: format!("projector {}", dir.display()),
+                        reason: format!("cannot start a run: {e:#}"),
+                    };
+                    let state = TypedSimpleState::new(plan).map_err(err)?;
+                    let input = std::sync::Arc::new(Tensor::zero::<f32>(&[1, *c, *h, *w]).map_err(err)?);
+                    Ok(LevelRun { state, input, shape: (*c, *h, *w) })
+                })
+                .collect::<Result<_>>()?,
         };
-        let err = |reason: String| Error::Model { model: format!("projector {}", dir.display()), reason };
-        let (plan, (c, h, w)) = levels.get(level).ok_or_else(|| err(format!("no projector for level {level}")))?;
-        let mut chw = vec![0.0f32; c * h * w];
-        map.write_chw(&mut chw);
-        let input = Tensor::from_shape(&[1, *c, *h, *w], &chw).map_err(|e| err(format!("{e:#}")))?;
-        let out = plan.run(tvec!(input.into())).map_err(|e| err(format!("level {level}: {e:#}")))?;
-        let view = out[0].to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
-        if view.shape() != [1, *c, *h, *w] {
+        let name = match self {
+            Self::Identity => String::new(),
+            Self::Onnx { dir, .. } => format!("projector {}", dir.display()),
+        };
+        Ok(ProjectorRun { levels, name })
+    }
+}
+
+/// One worker's run state of a [`Projector`] (see [`Projector::run`]).
+pub struct ProjectorRun {
+    /// Empty for the identity.
+    levels: Vec<LevelRun>,
+    name: String,
+}
+
+struct LevelRun {
+    state: TypedSimpleState,
+    /// Handed to tract by reference count and written again once tract let go of it.
+    input: std::sync::Arc<Tensor>,
+    shape: (usize, usize, usize),
+}
+
+impl ProjectorRun {
+    /// Projects one level's residual map in place; the identity leaves it as it is.
+    pub fn project(&mut self, level: usize, map: &mut FeatureMap) -> Result<()> {
+        if self.levels.is_empty() {
+            return Ok(());
+        }
+        let name = &self.name;
+        let err = |reason: String| Error::Model { model: name.clone(), reason };
+        let run = self.levels.get_mut(level).ok_or_else(|| err(format!("no projector for level {level}")))?;
+        let (c, h, w) = run.shape;
+        if (map.channels, map.height, map.width) != (c, h, w) {
+            return Err(err(format!(
+                "level {level} takes [1, {c}, {h}, {w}], the residual map is [1, {}, {}, {}]",
+                map.channels, map.height, map.width
+            )));
+        }
+        let input = std::sync::Arc::make_mut(&mut run.input);
+        let mut plain = input.try_as_plain_ram_mut().map_err(|e| err(format!("{e:#}")))?;
+        map.write_chw(plain.as_slice_mut::<f32>().map_err(|e| err(format!("{e:#}")))?);
+        let out = run
+            .state
+            .run(tvec!(run.input.clone().into_tvalue()))
+            .map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let first = out.first().ok_or_else(|| err(format!("level {level} gave no output")))?;
+        let view = first.to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
+        if view.shape() != [1, c, h, w] {
             return Err(err(format!("level {level} gave shape {:?}, expected [1, {c}, {h}, {w}]", view.shape())));
         }
-        let flat: Vec<f32> = view.iter().copied().collect();
-        map.fill_from_chw(&flat);
+        match view.as_slice() {
+            Some(flat) => map.fill_from_chw(flat),
+            None => map.fill_from_chw(&view.iter().copied().collect::<Vec<_>>()),
+        }
         Ok(())
     }
 }

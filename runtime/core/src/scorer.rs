@@ -4,11 +4,10 @@
 
 use edge_ad_calib::ScorerKind;
 use nalgebra::DMatrix;
-use ndarray::Array2;
 
 use crate::backbone::FeatureMap;
 use crate::error::{Error, Result};
-use crate::residual::{MatchBank, Similarity};
+use crate::residual::{MatchBank, SearchScratch, Similarity};
 
 /// Turns a level's projected residual map into patch scores.
 pub trait Scorer: Send + Sync {
@@ -62,12 +61,10 @@ impl Scorer for PatchCore {
 
     fn level_scores(&self, level: usize, projected: &FeatureMap, threads: usize, out: &mut [f32]) {
         let bank = &self.memory[level];
-        let n = projected.patches();
-        let mut q = Array2::<f32>::zeros((n, projected.channels));
-        bank.prepare_queries(&projected.data, Similarity::Euclidean, &mut q);
-        let mut best = vec![(0usize, 0.0f32); n];
-        bank.best(q.view(), threads, &mut best);
-        for ((o, (_, b)), row) in out.iter_mut().zip(&best).zip(projected.data.chunks_exact(projected.channels)) {
+        // PatchCore is not the default scorer: its search buffers are made per call.
+        let mut scratch = SearchScratch::default();
+        let best = bank.search(&projected.data, threads, &mut scratch);
+        for ((o, (_, b)), row) in out.iter_mut().zip(best).zip(projected.data.chunks_exact(projected.channels)) {
             // best = q·m − ‖m‖²/2, so ‖q − m‖² = ‖q‖² − 2·best.
             let sq = row.iter().map(|v| v * v).sum::<f32>() - 2.0 * b;
             *o = sq.max(0.0).sqrt();

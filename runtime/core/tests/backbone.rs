@@ -22,7 +22,7 @@ fn embedded_model_matches_its_manifest() {
 #[test]
 fn tract_matches_onnxruntime_reference_within_1e_4() {
     let model = Model::embedded_default().unwrap();
-    let backbone = Backbone::new(&model, 224).unwrap();
+    let mut backbone = Backbone::new(&model, 224).unwrap();
     let input = read_f32("input.bin");
     assert_eq!(input.len(), 3 * 224 * 224);
     let maps = backbone.run(&input).unwrap();
@@ -43,7 +43,7 @@ fn tract_matches_onnxruntime_reference_within_1e_4() {
 #[test]
 fn other_multiples_of_16_compile_and_give_scaled_grids() {
     let model = Model::embedded_default().unwrap();
-    let backbone = Backbone::new(&model, 160).unwrap();
+    let mut backbone = Backbone::new(&model, 160).unwrap();
     assert_eq!(backbone.level_shapes(), &[(40, 20, 20), (112, 10, 10)]);
     let maps = backbone.run(&vec![0.5; 3 * 160 * 160]).unwrap();
     assert!(maps.iter().all(|m| m.data.iter().all(|v| v.is_finite())));

@@ -13,7 +13,7 @@ use crate::metrics;
 use edge_ad_core::calibrate::{self, CalibrationSettings};
 use edge_ad_core::decision::{decide, Verdict};
 use edge_ad_core::model::Model;
-use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::pipeline::{Extractor, Inspector};
 use edge_ad_core::projector::Projector;
 use edge_ad_core::source::load_image;
 use edge_ad_core::{Error, Result};
@@ -39,6 +39,8 @@ pub struct CategoryReport {
     pub latency_ms_median: f64,
     /// 95th-percentile frame-path latency (ms).
     pub latency_ms_p95: f64,
+    /// Test images scored per second (decode, mask and frame path, on every worker).
+    pub frames_per_s: f64,
     /// Good test images.
     pub good_images: usize,
     /// Defective test images.
@@ -102,6 +104,11 @@ pub struct Plan<'a> {
     pub resize_side: u32,
     /// Shots K: the first K of train/good.
     pub shots: usize,
+    /// Test images scored at once, one per worker thread ([`edge_ad_core::workers`]).
+    pub workers: usize,
+    /// Threads of each worker's nearest-neighbour search (the calibration uses
+    /// `settings.threads`).
+    pub search_threads: usize,
 }
 
 /// Evaluates one category as `plan` says.
@@ -111,7 +118,7 @@ pub fn evaluate_category(
     progress: &dyn Fn(&str),
     on_scored: &mut dyn FnMut(Scored<'_>),
 ) -> Result<(CategoryReport, Curves)> {
-    let Plan { model, ref projector, ref settings, working_side, resize_side, shots } = *plan;
+    let Plan { model, ref projector, ref settings, working_side, resize_side, shots, workers, search_threads } = *plan;
     let projector = projector.clone();
     if shots > category.train_good.len() {
         return Err(Error::Setting(format!(
@@ -133,7 +140,8 @@ pub fn evaluate_category(
         0,
         progress,
     )?;
-    let mut inspector = calibrate::inspector(model, projector, &calib, settings.threads)?;
+    let inspector = calibrate::inspector(model, projector, &calib, settings.threads)?;
+    let mut inspectors = inspector.into_workers(workers, search_threads)?;
     let calibration_s = started.elapsed().as_secs_f64();
     let threshold = calib.threshold.value;
     let side = working_side as usize;
@@ -146,43 +154,26 @@ pub fn evaluate_category(
     // Maps and masks of all test images, one after another (side² values each).
     let mut maps: Vec<f32> = Vec::with_capacity(n * side * side);
     let mut masks: Vec<bool> = Vec::with_capacity(n * side * side);
-    for item in &category.test {
-        progress(&item.path.display().to_string());
-        let image = load_image(&item.path)?;
-        let mask = match &item.mask {
-            None => vec![false; side * side],
-            Some(path) => {
-                let m = image::open(path)
-                    .map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?
-                    .into_luma8();
-                if m.dimensions() != image.dimensions() {
-                    return Err(Error::bad_file(
-                        path,
-                        format!(
-                            "mask is {}×{} but its image {} is {}×{}",
-                            m.width(),
-                            m.height(),
-                            item.path.display(),
-                            image.width(),
-                            image.height()
-                        ),
-                    ));
-                }
-                inspector.extractor().preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
-            }
-        };
-        let start = Instant::now();
-        let inspection = inspector.inspect(&image)?;
-        let latency_ms = start.elapsed().as_secs_f64() * 1e3;
-        let verdict = decide(inspection.score, threshold);
-        on_scored(Scored { item, score: inspection.score, verdict, latency_ms });
-        scores.push(inspection.score);
-        verdicts.push(verdict);
-        labels.push(item.defect.is_some());
-        latencies.push(latency_ms);
-        maps.extend_from_slice(inspector.map());
-        masks.extend(mask);
-    }
+    let scoring_started = Instant::now();
+    edge_ad_core::workers::in_order(
+        &mut inspectors,
+        category.test.iter(),
+        |inspector, item| score_item(inspector, item, side),
+        |scored| {
+            let (item, s) = scored?;
+            progress(&item.path.display().to_string());
+            let verdict = decide(s.score, threshold);
+            on_scored(Scored { item, score: s.score, verdict, latency_ms: s.latency_ms });
+            scores.push(s.score);
+            verdicts.push(verdict);
+            labels.push(item.defect.is_some());
+            latencies.push(s.latency_ms);
+            maps.extend_from_slice(&s.map);
+            masks.extend(s.mask);
+            Ok(())
+        },
+    )?;
+    let scoring_s = scoring_started.elapsed().as_secs_f64();
 
     let rate = |defective: bool, wrong: Verdict| {
         let total = labels.iter().filter(|l| **l == defective).count();
@@ -204,6 +195,7 @@ pub fn evaluate_category(
         false_reject_rate: rate(false, Verdict::Ng),
         latency_ms_median: median,
         latency_ms_p95: p95,
+        frames_per_s: if scoring_s > 0.0 { n as f64 / scoring_s } else { f64::NAN },
         good_images: labels.iter().filter(|l| !**l).count(),
         defect_images: labels.iter().filter(|l| **l).count(),
         shots,
@@ -212,6 +204,51 @@ pub fn evaluate_category(
         defects,
     };
     Ok((report, Curves { roc: metrics::roc_curve(&scores, &labels), pro: pro.unwrap_or_default() }))
+}
+
+/// What a worker makes of one test image.
+struct ItemScore {
+    score: f32,
+    latency_ms: f64,
+    /// The anomaly map at the working side.
+    map: Vec<f32>,
+    /// The ground truth cropped like the map (all false for a good part).
+    mask: Vec<bool>,
+}
+
+/// Loads one test image and its mask and scores it on `inspector`.
+fn score_item<'a>(
+    inspector: &mut Inspector,
+    item: &'a crate::dataset::TestItem,
+    side: usize,
+) -> Result<(&'a crate::dataset::TestItem, ItemScore)> {
+    let image = load_image(&item.path)?;
+    let mask = match &item.mask {
+        None => vec![false; side * side],
+        Some(path) => {
+            let m = image::open(path)
+                .map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?
+                .into_luma8();
+            if m.dimensions() != image.dimensions() {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "mask is {}×{} but its image {} is {}×{}",
+                        m.width(),
+                        m.height(),
+                        item.path.display(),
+                        image.width(),
+                        image.height()
+                    ),
+                ));
+            }
+            inspector.extractor().preprocessor().mask(&m)?.into_iter().map(|v| v > 127).collect()
+        }
+    };
+    let start = Instant::now();
+    let inspection = inspector.inspect(&image)?;
+    let latency_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok((item, ItemScore { score: inspection.score, latency_ms, map: inspector.map().to_vec(), mask }))
 }
 
 /// Per defect kind: its parts against the good ones (AUROC) and its escape rate.
@@ -289,6 +326,7 @@ pub fn mean_report(reports: &[CategoryReport]) -> CategoryReport {
         false_reject_rate: mean(&|r| r.false_reject_rate),
         latency_ms_median: mean(&|r| Some(r.latency_ms_median)).unwrap_or(f64::NAN),
         latency_ms_p95: mean(&|r| Some(r.latency_ms_p95)).unwrap_or(f64::NAN),
+        frames_per_s: mean(&|r| Some(r.frames_per_s)).unwrap_or(f64::NAN),
         good_images: reports.iter().map(|r| r.good_images).sum(),
         defect_images: reports.iter().map(|r| r.defect_images).sum(),
         shots: reports.first().map_or(0, |r| r.shots),
