@@ -80,6 +80,29 @@ fn calibrate_run_and_eval_on_generated_parts() {
     // Same file names from two folders: one map each, none overwritten.
     assert_eq!(std::fs::read_dir(&maps).unwrap().count(), 9);
     assert!(maps.join("000-2.npy").is_file() && maps.join("001-2.npy").is_file());
+    // One worker or several: the same records in the same order (latency aside), the input's.
+    let (good, hole, wide) = (cat.join("test/good"), cat.join("test/hole"), odd.join("wide.png"));
+    let sources = ["--source", s(&good), "--source", s(&hole), "--source", s(&wide)];
+    let without_latency = |stdout: &str| -> Vec<Value> {
+        stdout
+            .lines()
+            .map(|l| {
+                let mut v: Value = serde_json::from_str(l).unwrap();
+                v.as_object_mut().unwrap().remove("latency_ms");
+                v
+            })
+            .collect()
+    };
+    let expected = without_latency(&r.stdout);
+    for workers in ["1", "3"] {
+        let mut args = vec!["run", "--calibration", s(&calib), "--json", "--workers", workers];
+        args.extend(sources);
+        let again = edge_ad(&args);
+        assert!(again.ok, "{}", again.stderr);
+        assert_eq!(without_latency(&again.stdout), expected, "--workers {workers}");
+    }
+    let zero = edge_ad(&["run", "--calibration", s(&calib), "--workers", "0", "--source", s(&odd)]);
+    assert!(!zero.ok && zero.stderr.contains("--workers"), "{}", zero.stderr);
     let map = npyz::NpyFile::new(std::fs::File::open(maps.join("wide.npy")).unwrap()).unwrap();
     assert_eq!(map.shape(), &[200, 256]);
     let values: Vec<f32> = map.into_vec().unwrap();
@@ -102,9 +125,21 @@ fn calibrate_run_and_eval_on_generated_parts() {
         "false_reject_rate",
         "latency_ms_median",
         "latency_ms_p95",
+        "frames_per_s",
     ] {
         assert!(rows[1].get(key).is_some(), "{key} missing");
     }
+    // One worker gives the same figures as several (the timings aside).
+    let one = edge_ad(&["eval", "--dataset", s(&root), "--shots", "4", "--json", "--workers", "1"]);
+    assert!(one.ok, "{}", one.stderr);
+    let strip = |line: &str| {
+        let mut v: Value = serde_json::from_str(line).unwrap();
+        for key in ["latency_ms_median", "latency_ms_p95", "frames_per_s", "calibration_s"] {
+            v.as_object_mut().unwrap().remove(key);
+        }
+        v
+    };
+    assert_eq!(one.stdout.lines().map(strip).collect::<Vec<_>>(), r.stdout.lines().map(strip).collect::<Vec<_>>());
     let auroc = rows[0]["image_auroc"].as_f64().unwrap();
     assert!(auroc > 0.8, "image AUROC {auroc} is not clearly above chance");
     assert!(rows[0]["pixel_auroc"].as_f64().unwrap() > 0.8);

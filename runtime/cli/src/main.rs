@@ -35,7 +35,9 @@ pub type Result<T = ExitCode> = std::result::Result<T, Error>;
 fn cpu_lacks() -> Option<&'static str> {
     #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
     if !(std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")) {
-        return Some("this edge-ad was built for x86-64-v3 (AVX2 and FMA) and this CPU lacks them: install the portable build");
+        return Some(
+            "this edge-ad was built for x86-64-v3 (AVX2 and FMA) and this CPU lacks them: install the portable build",
+        );
     }
     None
 }

@@ -202,8 +202,8 @@ mod tests {
     #[test]
     fn constant_levels_give_a_constant_map_and_its_value_as_score() {
         let mut b = MapBuilder::new(32);
-        let a = vec![2.0; 16];
-        let c = vec![4.0; 4];
+        let a = [2.0; 16];
+        let c = [4.0; 4];
         let (map, score) = b.build([(&a[..], 4, 4), (&c[..], 2, 2)]);
         assert!(map.iter().all(|v| (v - 3.0).abs() < 1e-5));
         assert!((score - 3.0).abs() < 1e-5);
@@ -281,7 +281,7 @@ mod tests {
     #[test]
     fn nan_score_propagates() {
         let mut b = MapBuilder::new(16);
-        let mut g = vec![0.0; 4];
+        let mut g = [0.0; 4];
         g[1] = f32::NAN;
         assert!(b.build([(&g[..], 2, 2)]).1.is_nan());
     }

@@ -101,10 +101,11 @@ impl Backbone {
     fn over(plan: Plan, side: usize, shapes: Vec<(usize, usize, usize)>, name: String) -> Result<Self> {
         let state = TypedSimpleState::new(&plan)
             .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
-        let input = std::sync::Arc::new(Tensor::zero::<f32>(&[1, 3, side, side]).map_err(|e| Error::Model {
-            model: name.clone(),
-            reason: format!("cannot allocate the input: {e:#}"),
-        })?);
+        let input =
+            std::sync::Arc::new(Tensor::zero::<f32>(&[1, 3, side, side]).map_err(|e| Error::Model {
+                model: name.clone(),
+                reason: format!("cannot allocate the input: {e:#}"),
+            })?);
         Ok(Self { plan, state, input, side, shapes, name })
     }
 

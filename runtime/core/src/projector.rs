@@ -175,10 +175,8 @@ impl ProjectorRun {
         let input = std::sync::Arc::make_mut(&mut run.input);
         let mut plain = input.try_as_plain_ram_mut().map_err(|e| err(format!("{e:#}")))?;
         map.write_chw(plain.as_slice_mut::<f32>().map_err(|e| err(format!("{e:#}")))?);
-        let out = run
-            .state
-            .run(tvec!(run.input.clone().into_tvalue()))
-            .map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let out =
+            run.state.run(tvec!(run.input.clone().into_tvalue())).map_err(|e| err(format!("level {level}: {e:#}")))?;
         let first = out.first().ok_or_else(|| err(format!("level {level} gave no output")))?;
         let view = first.to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
         if view.shape() != [1, c, h, w] {

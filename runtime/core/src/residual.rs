@@ -109,12 +109,7 @@ impl MatchBank {
     /// best bank row and its score `q·b + bias` (for cosine the similarity of the unit rows; for
     /// L2 `q·b − ‖b‖²/2`). Of equal scores the first row (in bank order) wins, and the result does
     /// not depend on `threads`. An empty bank gives row 0 with score −∞.
-    pub fn search<'s>(
-        &self,
-        rows: &[f32],
-        threads: usize,
-        scratch: &'s mut SearchScratch,
-    ) -> &'s [(usize, f32)] {
+    pub fn search<'s>(&self, rows: &[f32], threads: usize, scratch: &'s mut SearchScratch) -> &'s [(usize, f32)] {
         let c = self.channels;
         let n = rows.len() / c;
         // Padded with zero queries up to a multiple of 4; their results are not returned.
@@ -219,7 +214,13 @@ impl ReferenceBank {
 
     /// Writes `query − nearest reference` for every patch of `query` into `out` (same shape);
     /// `scratch` holds the search's buffers between frames.
-    pub fn residuals_into(&self, query: &FeatureMap, threads: usize, out: &mut FeatureMap, scratch: &mut SearchScratch) {
+    pub fn residuals_into(
+        &self,
+        query: &FeatureMap,
+        threads: usize,
+        out: &mut FeatureMap,
+        scratch: &mut SearchScratch,
+    ) {
         let c = self.channels;
         let best = self.search.search(&query.data, threads, scratch);
         for ((&(j, _), x), dst) in best.iter().zip(query.data.chunks_exact(c)).zip(out.data.chunks_exact_mut(c)) {

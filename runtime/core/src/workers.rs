@@ -110,14 +110,19 @@ mod tests {
     fn a_delivery_error_stops_the_run_and_is_returned() {
         let mut states = vec![(); 2];
         let mut delivered = 0;
-        let r = in_order(&mut states, 0..1000, |_, i| i, |i| {
-            delivered += 1;
-            if i == 5 {
-                Err("sink full")
-            } else {
-                Ok(())
-            }
-        });
+        let r = in_order(
+            &mut states,
+            0..1000,
+            |_, i| i,
+            |i| {
+                delivered += 1;
+                if i == 5 {
+                    Err("sink full")
+                } else {
+                    Ok(())
+                }
+            },
+        );
         assert_eq!(r, Err("sink full"));
         assert_eq!(delivered, 6, "nothing is delivered after the error");
     }

@@ -98,7 +98,14 @@ fn a_frame_allocates_nothing_beyond_what_tract_allocates_inside_its_runs() {
     for f in &frames[..3] {
         inspector.inspect(f).unwrap();
     }
-    let whole: Vec<usize> = frames[3..].iter().map(|f| allocations(|| { inspector.inspect(f).unwrap(); })).collect();
+    let whole: Vec<usize> = frames[3..]
+        .iter()
+        .map(|f| {
+            allocations(|| {
+                inspector.inspect(f).unwrap();
+            })
+        })
+        .collect();
 
     // tract's own: the backbone graph and the projector graphs, alone, on the same frame's data.
     let mut pre = edge_ad_core::preprocess::Preprocessor::new(&model.manifest, 224, 224).unwrap();
@@ -106,11 +113,8 @@ fn a_frame_allocates_nothing_beyond_what_tract_allocates_inside_its_runs() {
     let mut backbone = Backbone::new(&model, 224).unwrap();
     let mut features = backbone.empty_maps();
     let mut run = projector.run().unwrap();
-    let banks: Vec<ReferenceBank> = calib
-        .levels
-        .iter()
-        .map(|l| ReferenceBank::new(l.channels as usize, l.features.clone()))
-        .collect();
+    let banks: Vec<ReferenceBank> =
+        calib.levels.iter().map(|l| ReferenceBank::new(l.channels as usize, l.features.clone())).collect();
     let mut residuals = backbone.empty_maps();
     let mut scratch = vec![SearchScratch::default(); banks.len()];
     // The libraries' own, each alone on the same frame's data: tract's backbone and projector

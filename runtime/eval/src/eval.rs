@@ -226,9 +226,8 @@ fn score_item<'a>(
     let mask = match &item.mask {
         None => vec![false; side * side],
         Some(path) => {
-            let m = image::open(path)
-                .map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?
-                .into_luma8();
+            let m =
+                image::open(path).map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?.into_luma8();
             if m.dimensions() != image.dimensions() {
                 return Err(Error::bad_file(
                     path,
