@@ -31,8 +31,8 @@ pub struct MatchBank {
     similarity: Similarity,
     rows: usize,
     /// Rows as searched (unit-normalised for cosine search, raw for L2 search), packed in panels
-    /// of [`PANEL`] rows: panel p holds, for each channel k, rows 8p..8p+8's values of k. The last
-    /// panel is padded with zero rows.
+    /// of [`PANEL`] rows: panel p holds, for each channel k, the values of k of rows
+    /// PANEL·p .. PANEL·(p + 1). The last panel is padded with zero rows.
     packed: Vec<f32>,
     /// Added to every row's product before the argmax (0 for cosine, −‖b‖²/2 for L2); −∞ for the
     /// padding rows, so they never win.
