@@ -41,7 +41,8 @@ pub struct ModelArgs {
     /// Calibrating stores it (default 1); scoring overrides the calibration's.
     #[arg(long, global = true)]
     pub sensitivity: Option<f32>,
-    /// Threads for the nearest-neighbour search (default: all cores).
+    /// Threads for each worker's nearest-neighbour search (default: all cores with one worker,
+    /// 1 with several; see --workers).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
 }
