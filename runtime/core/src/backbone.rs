@@ -60,10 +60,7 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 /// per-session scratch, the input tensor) over the same plan, so N workers cost one compilation.
 pub struct Backbone {
     plan: Plan,
-    state: TypedSimpleState,
-    /// The input tensor, handed to tract by reference count and written again for the next
-    /// frame once tract has let go of it, so a frame allocates no input.
-    input: std::sync::Arc<Tensor>,
+    run: GraphRun,
     side: usize,
     shapes: Vec<(usize, usize, usize)>,
     name: String,
@@ -99,14 +96,9 @@ impl Backbone {
     }
 
     fn over(plan: Plan, side: usize, shapes: Vec<(usize, usize, usize)>, name: String) -> Result<Self> {
-        let state = TypedSimpleState::new(&plan)
+        let run = GraphRun::new(&plan, &[1, 3, side, side])
             .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
-        let input =
-            std::sync::Arc::new(Tensor::zero::<f32>(&[1, 3, side, side]).map_err(|e| Error::Model {
-                model: name.clone(),
-                reason: format!("cannot allocate the input: {e:#}"),
-            })?);
-        Ok(Self { plan, state, input, side, shapes, name })
+        Ok(Self { plan, run, side, shapes, name })
     }
 
     /// Another run state over the same compiled plan, for another worker.
@@ -132,19 +124,12 @@ impl Backbone {
     /// Runs the graph on one CHW image (3·side² values) and fills `out` (one map per level).
     pub fn run_into(&mut self, chw: &[f32], out: &mut [FeatureMap]) -> Result<()> {
         let err = |reason: String| Error::Model { model: self.name.clone(), reason };
-        // tract lets go of the input after a run; were it still held (a failed run), make_mut
-        // copies it rather than write under tract.
-        let input = std::sync::Arc::make_mut(&mut self.input);
-        let mut plain = input.try_as_plain_ram_mut().map_err(|e| err(format!("{e:#}")))?;
-        let slot = plain.as_slice_mut::<f32>().map_err(|e| err(format!("{e:#}")))?;
-        if slot.len() != chw.len() {
-            return Err(err(format!("input has {} values, the graph takes {}", chw.len(), slot.len())));
+        let expected = 3 * self.side * self.side;
+        if chw.len() != expected {
+            return Err(err(format!("input has {} values, the graph takes {expected}", chw.len())));
         }
-        slot.copy_from_slice(chw);
-        let results = self
-            .state
-            .run(tvec!(self.input.clone().into_tvalue()))
-            .map_err(|e| err(format!("inference failed: {e:#}")))?;
+        let results =
+            self.run.run(|input| input.copy_from_slice(chw)).map_err(|e| err(format!("inference failed: {e:#}")))?;
         if results.len() != out.len() {
             return Err(err(format!("graph gave {} outputs, manifest lists {}", results.len(), out.len())));
         }
@@ -170,6 +155,30 @@ impl Backbone {
         let mut out = self.empty_maps();
         self.run_into(chw, &mut out)?;
         Ok(out)
+    }
+}
+
+/// One worker's runs of a compiled graph with one f32 input: tract's run state (its per-session
+/// scratch) and the input tensor, both reused frame after frame. The input is handed to tract by
+/// reference count and written again once tract has let go of it, so a run allocates no input.
+pub(crate) struct GraphRun {
+    state: TypedSimpleState,
+    input: std::sync::Arc<Tensor>,
+}
+
+impl GraphRun {
+    /// A run state over `plan`, whose input has `shape`.
+    pub(crate) fn new(plan: &Plan, shape: &[usize]) -> TractResult<Self> {
+        Ok(Self { state: TypedSimpleState::new(plan)?, input: std::sync::Arc::new(Tensor::zero::<f32>(shape)?) })
+    }
+
+    /// Writes the input with `fill` (given all its values) and runs the graph.
+    pub(crate) fn run(&mut self, fill: impl FnOnce(&mut [f32])) -> TractResult<TVec<TValue>> {
+        // tract lets go of the input after a run; were it still held (a failed run), make_mut
+        // copies it rather than write under tract.
+        let mut plain = std::sync::Arc::make_mut(&mut self.input).try_as_plain_ram_mut()?;
+        fill(plain.as_slice_mut::<f32>()?);
+        self.state.run(tvec!(self.input.clone().into_tvalue()))
     }
 }
 

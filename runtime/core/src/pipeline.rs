@@ -131,38 +131,38 @@ impl FeatureScorer {
         projector: Arc<Projector>,
         scorer: Box<dyn Scorer>,
         shapes: &[(usize, usize, usize)],
-        (working_side, image_score): (usize, ImageScore),
+        map: (usize, ImageScore),
         threads: usize,
     ) -> Result<Self> {
-        let residuals = shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect();
-        let scores = shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect();
-        let maps = MapBuilder::with_rule(working_side, image_score);
-        Ok(Self {
-            banks: banks.into(),
-            projector_run: projector.run()?,
-            projector,
-            scorer: scorer.into(),
-            maps,
-            residuals,
-            scores,
-            search: vec![SearchScratch::default(); shapes.len()],
-            threads,
-        })
+        Self::over(banks.into(), projector, scorer.into(), shapes, map, threads)
     }
 
     /// Another worker's scorer: the same banks, projector graphs and scorer, its own buffers.
     /// `threads` is its nearest-neighbour search's.
     pub fn fork(&self, threads: usize) -> Result<Self> {
-        let threads = threads.max(1);
+        let shapes: Vec<_> = self.residuals.iter().map(|r| (r.channels, r.height, r.width)).collect();
+        let map = (self.maps.side(), self.maps.rule());
+        Self::over(self.banks.clone(), self.projector.clone(), self.scorer.clone(), &shapes, map, threads.max(1))
+    }
+
+    /// Buffers and run state of one worker over the shared banks, projector and scorer.
+    fn over(
+        banks: Arc<[ReferenceBank]>,
+        projector: Arc<Projector>,
+        scorer: Arc<dyn Scorer>,
+        shapes: &[(usize, usize, usize)],
+        (working_side, image_score): (usize, ImageScore),
+        threads: usize,
+    ) -> Result<Self> {
         Ok(Self {
-            banks: self.banks.clone(),
-            projector: self.projector.clone(),
-            projector_run: self.projector.run()?,
-            scorer: self.scorer.clone(),
-            maps: MapBuilder::with_rule(self.maps.side(), self.maps.rule()),
-            residuals: self.residuals.clone(),
-            scores: self.scores.clone(),
-            search: vec![SearchScratch::default(); self.search.len()],
+            banks,
+            projector_run: projector.run()?,
+            projector,
+            scorer,
+            maps: MapBuilder::with_rule(working_side, image_score),
+            residuals: shapes.iter().map(|&(c, h, w)| FeatureMap::zeros(c, h, w)).collect(),
+            scores: shapes.iter().map(|&(_, h, w)| vec![0.0; h * w]).collect(),
+            search: vec![SearchScratch::default(); shapes.len()],
             threads,
         })
     }

@@ -79,28 +79,24 @@ impl Preprocessor {
                 l.output, l.stride
             )));
         }
-        let n = working_side as usize * working_side as usize;
-        Ok(Self {
-            resize_side,
-            working_side,
-            colour: manifest.colour_order,
-            normalisation: manifest.normalisation,
-            resizer: Resizer::new(),
-            resized: Image::new(working_side, working_side, PixelType::U8x3),
-            chw: vec![0.0; 3 * n],
-        })
+        Ok(Self::with_buffers(resize_side, working_side, manifest.colour_order, manifest.normalisation))
     }
 
     /// A preprocessor like this one with buffers of its own (for another worker).
     pub fn fresh(&self) -> Self {
-        let n = self.working_side as usize * self.working_side as usize;
+        Self::with_buffers(self.resize_side, self.working_side, self.colour, self.normalisation)
+    }
+
+    /// A preprocessor for checked sides, its buffers sized for them.
+    fn with_buffers(resize_side: u32, working_side: u32, colour: ColourOrder, normalisation: Normalisation) -> Self {
+        let n = working_side as usize * working_side as usize;
         Self {
-            resize_side: self.resize_side,
-            working_side: self.working_side,
-            colour: self.colour,
-            normalisation: self.normalisation,
+            resize_side,
+            working_side,
+            colour,
+            normalisation,
             resizer: Resizer::new(),
-            resized: Image::new(self.working_side, self.working_side, PixelType::U8x3),
+            resized: Image::new(working_side, working_side, PixelType::U8x3),
             chw: vec![0.0; 3 * n],
         }
     }

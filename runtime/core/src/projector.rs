@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use edge_ad_calib::ModelManifest;
 use tract_onnx::prelude::*;
 
-use crate::backbone::FeatureMap;
+use crate::backbone::{FeatureMap, GraphRun};
 use crate::error::{Error, Result};
 
 /// Projects residual maps level by level.
@@ -119,25 +119,18 @@ impl Projector {
     /// Run state for one worker: a tract session and an input tensor per level, over this
     /// projector's shared compiled graphs.
     pub fn run(&self) -> Result<ProjectorRun> {
-        let levels = match self {
-            Self::Identity => Vec::new(),
-            Self::Onnx { levels, dir, .. } => levels
-                .iter()
-                .map(|(plan, (c, h, w))| {
-                    let err = |e: TractError| Error::Model {
-                        model: format!("projector {}", dir.display()),
-                        reason: format!("cannot start a run: {e:#}"),
-                    };
-                    let state = TypedSimpleState::new(plan).map_err(err)?;
-                    let input = std::sync::Arc::new(Tensor::zero::<f32>(&[1, *c, *h, *w]).map_err(err)?);
-                    Ok(LevelRun { state, input, shape: (*c, *h, *w) })
-                })
-                .collect::<Result<_>>()?,
+        let Self::Onnx { levels, dir, .. } = self else {
+            return Ok(ProjectorRun { levels: Vec::new(), name: String::new() });
         };
-        let name = match self {
-            Self::Identity => String::new(),
-            Self::Onnx { dir, .. } => format!("projector {}", dir.display()),
-        };
+        let name = format!("projector {}", dir.display());
+        let levels = levels
+            .iter()
+            .map(|(plan, (c, h, w))| {
+                let run = GraphRun::new(plan, &[1, *c, *h, *w])
+                    .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
+                Ok(LevelRun { graph: run, shape: (*c, *h, *w) })
+            })
+            .collect::<Result<_>>()?;
         Ok(ProjectorRun { levels, name })
     }
 }
@@ -150,9 +143,7 @@ pub struct ProjectorRun {
 }
 
 struct LevelRun {
-    state: TypedSimpleState,
-    /// Handed to tract by reference count and written again once tract let go of it.
-    input: std::sync::Arc<Tensor>,
+    graph: GraphRun,
     shape: (usize, usize, usize),
 }
 
@@ -172,11 +163,7 @@ impl ProjectorRun {
                 map.channels, map.height, map.width
             )));
         }
-        let input = std::sync::Arc::make_mut(&mut run.input);
-        let mut plain = input.try_as_plain_ram_mut().map_err(|e| err(format!("{e:#}")))?;
-        map.write_chw(plain.as_slice_mut::<f32>().map_err(|e| err(format!("{e:#}")))?);
-        let out =
-            run.state.run(tvec!(run.input.clone().into_tvalue())).map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let out = run.graph.run(|input| map.write_chw(input)).map_err(|e| err(format!("level {level}: {e:#}")))?;
         let first = out.first().ok_or_else(|| err(format!("level {level} gave no output")))?;
         let view = first.to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
         if view.shape() != [1, c, h, w] {
