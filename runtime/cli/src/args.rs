@@ -244,9 +244,13 @@ pub struct EvalArgs {
     pub categories: Vec<String>,
     #[command(flatten)]
     pub shots: ShotsArg,
-    /// Write ROC and PRO curves as PNG plots here.
-    #[arg(long, value_name = "DIR")]
-    pub plots: Option<PathBuf>,
+    /// Write the evaluation report here: DIR/index.html (per category: the figures, the
+    /// calibration, a strip plot of every part's score against the thresholds of sensitivity
+    /// 0.8 / calibrated / 1.25, image and pixel ROC with the operating point, the PRO curve, the
+    /// worst escapes and false rejects as heatmaps), its images in DIR/img. `--plots` is the
+    /// older spelling.
+    #[arg(long, value_name = "DIR", alias = "plots")]
+    pub report: Option<PathBuf>,
     #[command(flatten)]
     pub workers: WorkersArg,
     #[command(flatten)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use edge_ad_core::decision::Verdict;
 use edge_ad_core::setup::Station;
 use edge_ad_eval::eval::{self, CategoryReport};
-use edge_ad_eval::{dataset, progress, synth};
+use edge_ad_eval::{dataset, progress, report, synth};
 
 use crate::args::{CalibArgs, DemoArgs, EvalArgs, ModelArgs, WorkersArg};
 use crate::calibrate::{settings, sides};
@@ -71,9 +71,8 @@ impl Plan<'_> {
         &self,
         root: &Path,
         names: &[String],
-        plots: Option<&Path>,
         mut per_image: impl FnMut(&str, &eval::Scored<'_>),
-    ) -> Result<Vec<CategoryReport>> {
+    ) -> Result<Vec<(CategoryReport, eval::Details)>> {
         let (working_side, resize_side) = sides(self.station, self.calib);
         let (workers, search_threads) = self.workers.resolve(self.model, self.station);
         let plan = eval::Plan {
@@ -90,7 +89,7 @@ impl Plan<'_> {
         for name in names {
             let category = dataset::load_category(root, name)?;
             let bar = progress::bar((category.test.len() + 2 * self.shots) as u64, name);
-            let (report, curves) = eval::evaluate_category(
+            let (report, details) = eval::evaluate_category(
                 &plan,
                 &category,
                 &|msg| {
@@ -100,11 +99,7 @@ impl Plan<'_> {
                 &mut |s| bar.suspend(|| per_image(name, &s)),
             )?;
             bar.finish_and_clear();
-            if let Some(dir) = plots {
-                std::fs::create_dir_all(dir).map_err(|e| edge_ad_core::Error::io(dir, e))?;
-                edge_ad_eval::plots::write_curves(dir, &report, &curves)?;
-            }
-            reports.push(report);
+            reports.push((report, details));
         }
         Ok(reports)
     }
@@ -115,8 +110,15 @@ pub fn eval(model: &ModelArgs, a: EvalArgs) -> Result {
     let station = model.setup().open()?;
     let names = if a.categories.is_empty() { dataset::category_names(&a.dataset)? } else { a.categories.clone() };
     let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots, workers: a.workers };
-    let mut reports = plan.evaluate(&a.dataset, &names, a.plots.as_deref(), |_, _| {})?;
+    let evaluated = plan.evaluate(&a.dataset, &names, |_, _| {})?;
+    let mut reports: Vec<CategoryReport> = evaluated.iter().map(|(r, _)| r.clone()).collect();
     reports.push(eval::mean_report(&reports));
+    if let Some(dir) = &a.report {
+        let sections: Vec<report::Section<'_>> =
+            evaluated.iter().map(|(report, details)| report::Section { report, details }).collect();
+        let index = report::write(dir, &a.dataset.display().to_string(), &sections, &reports[reports.len() - 1])?;
+        eprintln!("report: {}", index.display());
+    }
     if a.json.json {
         for r in &reports {
             let line = serde_json::to_string(r)
@@ -151,7 +153,7 @@ pub fn demo(model: &ModelArgs, a: DemoArgs) -> Result {
     let names: Vec<String> = textures.iter().map(|s| s.to_string()).collect();
     println!("calibrating on the first {} good parts of each texture, then scoring every test part:", a.shots.shots);
     let plan = Plan { station: &station, model, calib: &a.calib, shots: a.shots.shots, workers: a.workers };
-    let result = plan.evaluate(&root, &names, None, |cat, s| {
+    let result = plan.evaluate(&root, &names, |cat, s| {
         let truth = s.item.defect.as_deref().unwrap_or("good");
         let file = s.item.path.file_name().unwrap_or_default().to_string_lossy();
         let wrong =
@@ -167,7 +169,7 @@ pub fn demo(model: &ModelArgs, a: DemoArgs) -> Result {
     if temporary {
         let _ = std::fs::remove_dir_all(&root);
     }
-    let mut reports = result?;
+    let mut reports: Vec<CategoryReport> = result?.into_iter().map(|(r, _)| r).collect();
     reports.push(eval::mean_report(&reports));
     println!();
     print_table(&reports);

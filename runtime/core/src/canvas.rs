@@ -1,5 +1,6 @@
-//! An RGB image as an embedded-graphics draw target: what the operator's overlay and the
-//! evaluation plots draw into (built-in mono fonts, so no font files are needed on a box).
+//! An RGB image as an embedded-graphics draw target, what the operator's overlay draws into
+//! (built-in mono fonts, so no font files are needed on a box), and the anomaly heatmap blended
+//! over a frame.
 
 use std::convert::Infallible;
 
@@ -26,5 +27,37 @@ impl DrawTarget for Canvas {
             }
         }
         Ok(())
+    }
+}
+
+/// Heat colour of `t` in [0, 1]: blue → green → yellow → red (jet without its dark-red end).
+fn heat(t: f32) -> [f32; 3] {
+    let t = 0.8 * t.clamp(0.0, 1.0);
+    let r = (1.5 - (4.0 * t - 3.0).abs()).clamp(0.0, 1.0);
+    let g = (1.5 - (4.0 * t - 2.0).abs()).clamp(0.0, 1.0);
+    let b = (1.5 - (4.0 * t - 1.0).abs()).clamp(0.0, 1.0);
+    [r * 255.0, g * 255.0, b * 255.0]
+}
+
+/// Blends `map` (one value per pixel of `image`, row-major) over `image` as a heatmap; a map of
+/// another size is left out. The colour runs from 0.6 × threshold (blue: the typical good surface
+/// scores well above zero) to the threshold (red), and the blend grows with the value so good
+/// areas stay close to the frame. What the operator's overlay and the evaluation report draw.
+pub fn blend_heatmap(image: &mut RgbImage, map: &[f32], threshold: f32) {
+    if map.len() != (image.width() as usize) * (image.height() as usize) {
+        return;
+    }
+    let (low, span) = if threshold.is_finite() && threshold > 0.0 {
+        (0.6 * threshold, 0.4 * threshold)
+    } else {
+        (0.0, f32::INFINITY)
+    };
+    for (p, &v) in image.pixels_mut().zip(map) {
+        let t = ((v - low) / span).clamp(0.0, 1.0);
+        let alpha = 0.15 + 0.5 * t;
+        let c = heat(t);
+        for (v, h) in p.0.iter_mut().zip(c) {
+            *v = (*v as f32 * (1.0 - alpha) + h * alpha) as u8;
+        }
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::dataset::Category;
 use crate::metrics;
+use edge_ad_calib::Threshold;
 use edge_ad_core::calibrate::{self, CalibrationSettings};
 use edge_ad_core::decision::{decide, Verdict};
 use edge_ad_core::model::Model;
@@ -68,13 +69,52 @@ pub struct DefectReport {
     pub images: usize,
 }
 
-/// Curves behind a category's figures, for plots.
-#[derive(Clone, Debug, Default)]
-pub struct Curves {
-    /// Image-level ROC (FPR, TPR).
-    pub roc: Vec<(f64, f64)>,
-    /// PRO curve (FPR, PRO).
+/// How many of the worst escapes, and of the worst false rejects, a category's details keep.
+pub const WORST_PARTS: usize = 8;
+
+/// What the evaluation report shows of a category beside its figures: curves, the calibration,
+/// every part's score, and the parts the threshold got most wrong with their maps.
+#[derive(Clone, Debug)]
+pub struct Details {
+    /// Image-level ROC (FPR, TPR), every distinct score.
+    pub image_roc: Vec<(f64, f64)>,
+    /// Pixel-level ROC over every test pixel, thinned to steps of 0.002.
+    pub pixel_roc: Vec<(f64, f64)>,
+    /// Pixel (FPR, TPR) at the calibrated threshold: a map pixel above it counts as flagged.
+    pub pixel_operating_point: Option<(f64, f64)>,
+    /// PRO curve (FPR, PRO) up to FPR 0.3, thinned to steps of 0.001.
     pub pro: Vec<(f64, f64)>,
+    /// The calibrated threshold, with the good leave-one-out scores it was made from.
+    pub threshold: Threshold,
+    /// Every test part with its score and verdict, in test order.
+    pub parts: Vec<PartResult>,
+    /// The worst escapes (lowest-scoring defects called OK, up to [`WORST_PARTS`]), then the
+    /// worst false rejects (highest-scoring good parts called NG, as many).
+    pub worst: Vec<WorstPart>,
+    /// Working side of the maps.
+    pub working_side: u32,
+    /// Shorter side after resizing, before the crop (to lay a map back over its image).
+    pub resize_side: u32,
+}
+
+/// One test part's result.
+#[derive(Clone, Debug)]
+pub struct PartResult {
+    /// The test item (image, defect kind, mask).
+    pub item: crate::dataset::TestItem,
+    /// Its image score.
+    pub score: f32,
+    /// Its verdict at the calibrated threshold.
+    pub verdict: Verdict,
+}
+
+/// A part the threshold got wrong, with its anomaly map.
+#[derive(Clone, Debug)]
+pub struct WorstPart {
+    /// Index into [`Details::parts`].
+    pub part: usize,
+    /// Its anomaly map at the working side (row-major).
+    pub map: Vec<f32>,
 }
 
 /// One scored test image, for callers that print per-image lines.
@@ -117,7 +157,7 @@ pub fn evaluate_category(
     category: &Category,
     progress: &dyn Fn(&str),
     on_scored: &mut dyn FnMut(Scored<'_>),
-) -> Result<(CategoryReport, Curves)> {
+) -> Result<(CategoryReport, Details)> {
     let Plan { model, ref projector, ref settings, working_side, resize_side, shots, workers, search_threads } = *plan;
     let projector = projector.clone();
     if shots > category.train_good.len() {
@@ -184,11 +224,13 @@ pub fn evaluate_category(
     let map_refs: Vec<&[f32]> = maps.chunks_exact(side * side).collect();
     let mask_refs: Vec<&[bool]> = masks.chunks_exact(side * side).collect();
     let pro = metrics::pro_curve(&map_refs, &mask_refs, side);
+    let pixel_roc = metrics::roc(&maps, &masks, 0.002);
+    let image_roc = metrics::roc(&scores, &labels, 0.0);
     let (median, p95) = metrics::median_p95(&latencies);
     let report = CategoryReport {
         category: category.name.clone(),
-        image_auroc: metrics::auroc(&scores, &labels),
-        pixel_auroc: metrics::auroc(&maps, &masks),
+        image_auroc: image_roc.auc,
+        pixel_auroc: pixel_roc.auc,
         aupro: pro.as_ref().map(|c| metrics::area_to(c, 0.3) / 0.3),
         threshold: threshold as f64,
         escape_rate: rate(true, Verdict::Ok),
@@ -203,7 +245,61 @@ pub fn evaluate_category(
         calibration_s,
         defects,
     };
-    Ok((report, Curves { roc: metrics::roc_curve(&scores, &labels), pro: pro.unwrap_or_default() }))
+    let parts: Vec<PartResult> = category
+        .test
+        .iter()
+        .zip(&scores)
+        .zip(&verdicts)
+        .map(|((item, &score), &verdict)| PartResult { item: item.clone(), score, verdict })
+        .collect();
+    let worst = worst_parts(&parts, &map_refs);
+    let pro_to_03: Vec<(f64, f64)> = pro.unwrap_or_default().into_iter().take_while(|p| p.0 <= 0.3).collect();
+    let details = Details {
+        image_roc: image_roc.points,
+        pixel_roc: pixel_roc.points,
+        pixel_operating_point: pixel_rates(&maps, &masks, threshold),
+        pro: metrics::thin(&pro_to_03, 0.001),
+        threshold: calib.threshold.clone(),
+        parts,
+        worst,
+        working_side,
+        resize_side,
+    };
+    Ok((report, details))
+}
+
+/// Pixel (FPR, TPR) when every map pixel above `threshold` counts as flagged; `None` without
+/// defect or defect-free pixels.
+fn pixel_rates(maps: &[f32], masks: &[bool], threshold: f32) -> Option<(f64, f64)> {
+    let (mut fp, mut neg, mut tp, mut pos) = (0u64, 0u64, 0u64, 0u64);
+    for (&v, &m) in maps.iter().zip(masks) {
+        let flagged = decide(v, threshold) == Verdict::Ng;
+        if m {
+            pos += 1;
+            tp += u64::from(flagged);
+        } else {
+            neg += 1;
+            fp += u64::from(flagged);
+        }
+    }
+    (pos > 0 && neg > 0).then(|| (fp as f64 / neg as f64, tp as f64 / pos as f64))
+}
+
+/// The worst escapes (defects called OK, lowest score first) and the worst false rejects (good
+/// parts called NG, highest score first), up to [`WORST_PARTS`] each, with copies of their maps.
+fn worst_parts(parts: &[PartResult], maps: &[&[f32]]) -> Vec<WorstPart> {
+    let mut escapes: Vec<usize> =
+        (0..parts.len()).filter(|&i| parts[i].item.defect.is_some() && parts[i].verdict == Verdict::Ok).collect();
+    escapes.sort_by(|&a, &b| parts[a].score.total_cmp(&parts[b].score));
+    let mut rejects: Vec<usize> =
+        (0..parts.len()).filter(|&i| parts[i].item.defect.is_none() && parts[i].verdict == Verdict::Ng).collect();
+    rejects.sort_by(|&a, &b| parts[b].score.total_cmp(&parts[a].score));
+    escapes
+        .into_iter()
+        .take(WORST_PARTS)
+        .chain(rejects.into_iter().take(WORST_PARTS))
+        .map(|part| WorstPart { part, map: maps[part].to_vec() })
+        .collect()
 }
 
 /// What a worker makes of one test image.

@@ -10,53 +10,80 @@ fn key(s: f32) -> f32 {
     }
 }
 
-/// Area under the ROC curve of `scores` (higher = more anomalous) against `labels`
-/// (true = anomalous). `None` when one class is absent.
-pub fn auroc(scores: &[f32], labels: &[bool]) -> Option<f64> {
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_unstable_by(|&a, &b| key(scores[a]).total_cmp(&key(scores[b])));
-    let (mut neg_below, mut area) = (0u64, 0.0f64);
-    let (mut pos_total, mut neg_total) = (0u64, 0u64);
+/// A ROC curve and its area, from one sort of the scores.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Roc {
+    /// Area under the curve (ties counted half); `None` when one class is absent.
+    pub auc: Option<f64>,
+    /// Points (FPR, TPR) from the strictest threshold down, starting at (0, 0) and ending at
+    /// (1, 1); thinned as [`roc`] says. Empty when one class is absent.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The ROC of `scores` (higher = more anomalous) against `labels` (true = anomalous). The area
+/// is exact; the curve keeps one point per distinct score that lies at least `step` (in FPR or
+/// TPR) from the last point kept, and always the last one, so a pixel ROC over millions of
+/// scores can be drawn from a few hundred points (`step` 0 keeps every distinct score).
+pub fn roc(scores: &[f32], labels: &[bool], step: f64) -> Roc {
+    let pos = labels.iter().filter(|l| **l).count();
+    let neg = labels.len() - pos;
+    if pos == 0 || neg == 0 {
+        return Roc::default();
+    }
+    // Sorting (score, label) pairs keeps the comparisons in cache, unlike sorting indices.
+    let mut px: Vec<(f32, bool)> = scores.iter().map(|s| key(*s)).zip(labels.iter().copied()).collect();
+    px.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    let (pos, neg) = (pos as f64, neg as f64);
+    let mut points = vec![(0.0, 0.0)];
+    let (mut tp, mut fp, mut area) = (0u64, 0u64, 0.0f64);
     let mut i = 0;
-    while i < idx.len() {
-        let s = key(scores[idx[i]]);
+    while i < px.len() {
+        let s = px[i].0;
         let (mut p, mut n) = (0u64, 0u64);
-        while i < idx.len() && key(scores[idx[i]]) == s {
-            if labels[idx[i]] {
+        while i < px.len() && px[i].0 == s {
+            if px[i].1 {
                 p += 1
             } else {
                 n += 1
             }
             i += 1;
         }
-        area += p as f64 * (neg_below as f64 + 0.5 * n as f64);
-        neg_below += n;
-        pos_total += p;
-        neg_total += n;
+        // The trapezoid under this step: a tie between p positives and n negatives counts half.
+        area += n as f64 * (tp as f64 + 0.5 * p as f64);
+        tp += p;
+        fp += n;
+        let point = (fp as f64 / neg, tp as f64 / pos);
+        let last = points[points.len() - 1];
+        if i == px.len() || (point.0 - last.0).max(point.1 - last.1) >= step {
+            points.push(point);
+        }
     }
-    (pos_total > 0 && neg_total > 0).then(|| area / (pos_total as f64 * neg_total as f64))
+    Roc { auc: Some(area / (pos * neg)), points }
+}
+
+/// Area under the ROC curve of `scores` (higher = more anomalous) against `labels`
+/// (true = anomalous). `None` when one class is absent.
+pub fn auroc(scores: &[f32], labels: &[bool]) -> Option<f64> {
+    roc(scores, labels, f64::INFINITY).auc
 }
 
 /// ROC points (FPR, TPR) from the strictest threshold down, one per distinct score, starting at
 /// (0, 0) and ending at (1, 1). Empty when one class is absent.
 pub fn roc_curve(scores: &[f32], labels: &[bool]) -> Vec<(f64, f64)> {
-    let pos = labels.iter().filter(|l| **l).count() as f64;
-    let neg = labels.len() as f64 - pos;
-    if pos == 0.0 || neg == 0.0 {
-        return Vec::new();
-    }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_unstable_by(|&a, &b| key(scores[b]).total_cmp(&key(scores[a])));
-    let mut out = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    for (k, &i) in idx.iter().enumerate() {
-        if labels[i] {
-            tp += 1.0
-        } else {
-            fp += 1.0
-        }
-        if k + 1 == idx.len() || key(scores[idx[k + 1]]) != key(scores[i]) {
-            out.push((fp / neg, tp / pos));
+    roc(scores, labels, 0.0).points
+}
+
+/// `points` with every point dropped that lies less than `step` (in x or y) from the last point
+/// kept; the first and last points stay. For drawing long curves.
+pub fn thin(points: &[(f64, f64)], step: f64) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for (k, &p) in points.iter().enumerate() {
+        let keep = match out.last() {
+            None => true,
+            Some(&(x, y)) => k + 1 == points.len() || (p.0 - x).abs().max((p.1 - y).abs()) >= step,
+        };
+        if keep {
+            out.push(p);
         }
     }
     out
@@ -212,6 +239,45 @@ mod tests {
         assert_eq!(c.len(), 5); // (0,0) + 4 distinct scores
                                 // Its trapezoid area is the AUROC.
         assert!((area_to(&c, 1.0) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_thinned_roc_keeps_the_exact_area_and_its_ends() {
+        // A pseudo-random score set with many ties: the area from one sort equals the pairwise
+        // count, and thinning changes the points, never the area.
+        let mut x = 12345u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        let labels: Vec<bool> = (0..2000).map(|_| next() % 3 == 0).collect();
+        let scores: Vec<f32> =
+            labels.iter().map(|&l| (next() % 50) as f32 / 50.0 + if l { 0.3 } else { 0.0 }).collect();
+        let (mut wins, mut pairs) = (0.0f64, 0.0f64);
+        for (s, _) in scores.iter().zip(&labels).filter(|(_, l)| **l) {
+            for n in scores.iter().zip(&labels).filter(|(_, l)| !**l).map(|(s, _)| s) {
+                pairs += 1.0;
+                wins += if s > n {
+                    1.0
+                } else if s == n {
+                    0.5
+                } else {
+                    0.0
+                };
+            }
+        }
+        let full = roc(&scores, &labels, 0.0);
+        let coarse = roc(&scores, &labels, 0.1);
+        assert!((full.auc.unwrap() - wins / pairs).abs() < 1e-12);
+        assert_eq!(full.auc, coarse.auc);
+        assert!(coarse.points.len() < full.points.len());
+        assert_eq!(coarse.points.first(), Some(&(0.0, 0.0)));
+        assert_eq!(coarse.points.last(), Some(&(1.0, 1.0)));
+        let kept = thin(&full.points, 0.1);
+        assert_eq!((kept.first(), kept.last()), (full.points.first(), full.points.last()));
+        assert!(kept.windows(2).rev().skip(1).all(|w| (w[1].0 - w[0].0).max(w[1].1 - w[0].1) >= 0.1));
     }
 
     #[test]

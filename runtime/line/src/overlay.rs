@@ -13,7 +13,7 @@ use embedded_graphics::{
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use edge_ad_core::canvas::Canvas;
+use edge_ad_core::canvas::{blend_heatmap, Canvas};
 use edge_ad_core::decision::Verdict;
 
 /// What the overlay says about one part.
@@ -28,32 +28,12 @@ pub struct Caption<'a> {
     pub footer: &'a str,
 }
 
-/// Heat colour of `t` in [0, 1]: blue → green → yellow → red (jet without its dark-red end).
-fn heat(t: f32) -> [f32; 3] {
-    let t = 0.8 * t.clamp(0.0, 1.0);
-    let r = (1.5 - (4.0 * t - 3.0).abs()).clamp(0.0, 1.0);
-    let g = (1.5 - (4.0 * t - 2.0).abs()).clamp(0.0, 1.0);
-    let b = (1.5 - (4.0 * t - 1.0).abs()).clamp(0.0, 1.0);
-    [r * 255.0, g * 255.0, b * 255.0]
-}
-
-/// The frame with `map` (one value per frame pixel, row-major) blended over it, then the banner
-/// and footer. The colour runs from 0.6 × threshold (blue: the typical good surface scores well
-/// above zero with raw residuals) to the threshold (red), and the blend grows with the value so
-/// good areas stay close to the frame.
+/// The frame with `map` (one value per frame pixel, row-major) blended over it as a heatmap
+/// ([`blend_heatmap`]), then the banner and footer.
 pub fn draw(frame: &RgbImage, map: Option<&[f32]>, caption: &Caption<'_>) -> RgbImage {
     let mut out = frame.clone();
-    if let Some(map) = map.filter(|m| m.len() == (frame.width() * frame.height()) as usize) {
-        let thr = caption.threshold;
-        let (low, span) = if thr.is_finite() && thr > 0.0 { (0.6 * thr, 0.4 * thr) } else { (0.0, f32::INFINITY) };
-        for (p, &v) in out.pixels_mut().zip(map) {
-            let t = ((v - low) / span).clamp(0.0, 1.0);
-            let alpha = 0.15 + 0.5 * t;
-            let c = heat(t);
-            for (v, h) in p.0.iter_mut().zip(c) {
-                *v = (*v as f32 * (1.0 - alpha) + h * alpha) as u8;
-            }
-        }
+    if let Some(map) = map {
+        blend_heatmap(&mut out, map, caption.threshold);
     }
     let mut canvas = Canvas(out);
     let width = canvas.0.width();
