@@ -46,11 +46,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let station = setup.open()?;
     let shots: Vec<PathBuf> = images(&category.join("train/good")).into_iter().take(4).collect();
     let shots = edge_ad_core::source::load_named(&shots)?;
-    let tests: Vec<_> = images(&category.join("test"))
-        .iter()
-        .map(|p| edge_ad_core::source::load_image(p))
-        .collect::<Result<_, _>>()?;
-    println!("side  preprocess  backbone  residual  projector  score   frame (median ms, 1 thread, {} images)", tests.len());
+    let tests: Vec<_> =
+        images(&category.join("test")).iter().map(|p| edge_ad_core::source::load_image(p)).collect::<Result<_, _>>()?;
+    println!(
+        "side  preprocess  backbone  residual  projector  score   frame (median ms, 1 thread, {} images)",
+        tests.len()
+    );
     for side in sides {
         let settings = CalibrationSettings { threads: 1, ..CalibrationSettings::default() };
         let projector = station.projector(side)?;

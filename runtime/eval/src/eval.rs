@@ -430,3 +430,47 @@ pub fn mean_report(reports: &[CategoryReport]) -> CategoryReport {
         defects: mean_defects(reports),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::TestItem;
+
+    fn part(defect: Option<&str>, score: f32, threshold: f32) -> PartResult {
+        PartResult {
+            item: TestItem { path: format!("{score}.png").into(), defect: defect.map(String::from), mask: None },
+            score,
+            verdict: decide(score, threshold),
+        }
+    }
+
+    #[test]
+    fn the_worst_parts_are_the_clearest_misses_first() {
+        let t = 1.0;
+        let mut parts = vec![part(None, 0.5, t), part(None, 1.5, t), part(None, 1.2, t), part(None, f32::NAN, t)];
+        parts.extend([0.9, 0.3, 1.4, 0.6].map(|s| part(Some("scratch"), s, t)));
+        // More escapes than are kept: only the lowest-scoring ones.
+        parts.extend((0..WORST_PARTS).map(|k| part(Some("crack"), 0.95 + k as f32 * 0.001, t)));
+        let maps: Vec<Vec<f32>> = (0..parts.len()).map(|i| vec![i as f32; 4]).collect();
+        let map_refs: Vec<&[f32]> = maps.iter().map(|m| m.as_slice()).collect();
+        let worst = worst_parts(&parts, &map_refs);
+        let scores: Vec<f32> = worst.iter().map(|w| parts[w.part].score).collect();
+        // Escapes lowest first (8 of 11), then false rejects highest first, a NaN score (NG) leading.
+        assert_eq!(&scores[..4], &[0.3, 0.6, 0.9, 0.95]);
+        assert_eq!(worst.iter().filter(|w| parts[w.part].item.defect.is_some()).count(), WORST_PARTS);
+        assert!(scores[WORST_PARTS].is_nan());
+        assert_eq!(&scores[WORST_PARTS + 1..], &[1.5, 1.2]);
+        // Each keeps its own map.
+        assert!(worst.iter().all(|w| w.map == maps[w.part]));
+    }
+
+    #[test]
+    fn pixel_rates_count_pixels_above_the_threshold() {
+        let maps = [0.2, 1.2, 0.8, 2.0, 0.1, f32::NAN];
+        let masks = [false, false, true, true, false, true];
+        // Good pixels 0.2, 1.2, 0.1: one of 3 above; defect pixels 0.8, 2.0, NaN: 2 of 3 (NaN is flagged).
+        let (fpr, tpr) = pixel_rates(&maps, &masks, 1.0).unwrap();
+        assert!((fpr - 1.0 / 3.0).abs() < 1e-12 && (tpr - 2.0 / 3.0).abs() < 1e-12, "{fpr} {tpr}");
+        assert_eq!(pixel_rates(&maps, &[false; 6], 1.0), None);
+    }
+}
