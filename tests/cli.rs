@@ -108,8 +108,8 @@ fn calibrate_run_and_eval_on_generated_parts() {
     let values: Vec<f32> = map.into_vec().unwrap();
     assert!(values.iter().all(|v| v.is_finite()) && values.iter().any(|v| *v > 0.0));
 
-    let plots = tmp.path().join("plots");
-    let r = edge_ad(&["eval", "--dataset", s(&root), "--shots", "4", "--json", "--plots", s(&plots)]);
+    let report = tmp.path().join("report");
+    let r = edge_ad(&["eval", "--dataset", s(&root), "--shots", "4", "--json", "--report", s(&report)]);
     assert!(r.ok, "{}", r.stderr);
     let rows: Vec<Value> = r.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 2);
@@ -147,7 +147,8 @@ fn calibrate_run_and_eval_on_generated_parts() {
         let v = rows[0][key].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&v), "{key} = {v}");
     }
-    assert!(plots.join("weave_roc.png").is_file() && plots.join("weave_pro.png").is_file());
+    // The report (runtime/cli/tests/report.rs checks it whole); --json still prints the figures.
+    assert!(report.join("index.html").is_file() && report.join("img/c0-image-roc.svg").is_file());
 }
 
 #[test]

@@ -9,7 +9,8 @@
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! On x86-64, `depthwise_avx2` adds an AVX2 + FMA depthwise kernel to tract's registry.
 //! [`workers`] runs frames on one worker per core and hands results on in order.
-//! [`canvas`] lets embedded-graphics draw into an image (the overlay and the plots use it).
+//! [`canvas`] lets embedded-graphics draw into an image (the overlay uses it) and blends the
+//! anomaly heatmap over a frame (the overlay and the evaluation report use it).
 //!
 //! Nothing here knows about the line (PLC, camera, box.toml) or about evaluation.
 #![deny(unsafe_code)]
