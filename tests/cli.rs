@@ -439,26 +439,36 @@ fn a_projector_pretrained_by_the_host_tool_is_used_by_the_box() {
 
 #[test]
 fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
+    // Both shipped projectors (the default, pretrained at 224, and the accurate setting's, at 336)
+    // are embedded byte for byte, and each folder's model.calib describes exactly its files on the
+    // default backbone.
+    let model = edge_ad_core::model::Model::embedded_default().unwrap();
+    for (folder, embedded) in [
+        ("projector", edge_ad_core::model::DEFAULT_PROJECTOR),
+        ("projector-336", edge_ad_core::model::ACCURATE_PROJECTOR),
+    ] {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(folder);
+        let files: Vec<Vec<u8>> =
+            ["feat_s8.onnx", "feat_s16.onnx"].iter().map(|f| std::fs::read(shipped.join(f)).unwrap()).collect();
+        let shipped_id = edge_ad_core::model::projector_digest(files.iter().map(|b| b.as_slice()));
+        assert_eq!(
+            edge_ad_core::model::projector_digest(embedded.iter().map(|(_, b)| *b)),
+            shipped_id,
+            "the binary embeds the files in models/{folder}"
+        );
+        let mc: ModelCalibration = decode(&std::fs::read(shipped.join("model.calib")).unwrap()).unwrap();
+        mc.validate().unwrap();
+        assert_eq!(mc.model.backbone_sha256, model.manifest.sha256);
+        assert_eq!(mc.model.projector_sha256, Some(shipped_id));
+        for (name, bytes) in ["feat_s8.onnx", "feat_s16.onnx"].iter().zip(&files) {
+            let digest = mc.files.iter().find(|f| f.name.as_str() == *name).unwrap().sha256;
+            assert_eq!(digest, edge_ad_core::model::sha256(bytes), "{folder}/{name}");
+        }
+    }
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/projector");
     let files: Vec<Vec<u8>> =
         ["feat_s8.onnx", "feat_s16.onnx"].iter().map(|f| std::fs::read(shipped.join(f)).unwrap()).collect();
     let shipped_id = edge_ad_core::model::projector_digest(files.iter().map(|b| b.as_slice()));
-    let embedded = edge_ad_core::model::DEFAULT_PROJECTOR;
-    assert_eq!(
-        edge_ad_core::model::projector_digest(embedded.iter().map(|(_, b)| *b)),
-        shipped_id,
-        "the binary embeds the files in models/projector"
-    );
-    // models/projector/model.calib describes exactly these files on the default backbone.
-    let model = edge_ad_core::model::Model::embedded_default().unwrap();
-    let mc: ModelCalibration = decode(&std::fs::read(shipped.join("model.calib")).unwrap()).unwrap();
-    mc.validate().unwrap();
-    assert_eq!(mc.model.backbone_sha256, model.manifest.sha256);
-    assert_eq!(mc.model.projector_sha256, Some(shipped_id));
-    for (name, bytes) in ["feat_s8.onnx", "feat_s16.onnx"].iter().zip(&files) {
-        let digest = mc.files.iter().find(|f| f.name.as_str() == *name).unwrap().sha256;
-        assert_eq!(digest, edge_ad_core::model::sha256(bytes), "{name}");
-    }
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("data");
@@ -473,6 +483,16 @@ fn the_shipped_default_projector_is_used_unless_asked_otherwise() {
     assert_eq!(projector_of(&[]), Some(shipped_id), "the default is the shipped projector");
     assert_eq!(projector_of(&["--projector", s(&shipped)]), Some(shipped_id), "the same as the folder");
     assert_eq!(projector_of(&["--projector", "none"]), None, "none is the identity");
+    let accurate =
+        edge_ad_core::model::projector_digest(edge_ad_core::model::ACCURATE_PROJECTOR.iter().map(|(_, b)| *b));
+    assert_eq!(
+        projector_of(&["--side", "336"]),
+        Some(accurate),
+        "the accurate side gets the projector pretrained at 336"
+    );
+    let calib: SiteCalibration = decode(&std::fs::read(tmp.path().join("d.calib")).unwrap()).unwrap();
+    assert_eq!(calib.working_side, 336);
+    assert_eq!(projector_of(&["--side", "336", "--projector", s(&shipped)]), Some(shipped_id), "unless one is named");
     // The threshold rule does not depend on the projector.
     let calib: SiteCalibration = decode(&std::fs::read(tmp.path().join("d.calib")).unwrap()).unwrap();
     assert_eq!((calib.threshold.spread, calib.threshold.margin), (4.0, 0.0));

@@ -161,6 +161,10 @@ struct PretrainArgs {
     /// Seed (same seed, same projector).
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Working side the features are made at (default: the backbone's input side, 224 for the
+    /// default). The box's accurate setting runs at 336 (README, *The working side*).
+    #[arg(long)]
+    side: Option<u32>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -188,6 +192,10 @@ fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u
     h.update(b"edge-ad-host samples v2");
     h.update(model.manifest.sha256);
     h.update(format!("{:?}|{}|{}|{}|{}", a.data, a.synthetic_anomalies, a.images, a.references, a.seed));
+    // A side other than the backbone's own changes every feature (older caches stay valid).
+    if let Some(side) = a.side.filter(|s| *s != model.manifest.input_side) {
+        h.update(format!("|side {side}"));
+    }
     for c in classes {
         h.update(c.name.as_bytes());
         for item in &c.items {
@@ -208,7 +216,7 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     }
     let device = device(a.device)?;
     let model = Model::load(a.backbone.manifest.as_deref())?;
-    let side = model.manifest.input_side;
+    let side = a.side.unwrap_or(model.manifest.input_side);
     let mut extractor = Extractor::new(&model, side, side)?;
     let classes = match (&a.data, a.layout) {
         (Some(root), Some(layout)) => datasets::load(root, layout)?,

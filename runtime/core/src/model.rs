@@ -14,12 +14,35 @@ pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../../models/effnet_lite0_fea
 pub const DEFAULT_MANIFEST: &[u8] = include_bytes!("../../../models/effnet_lite0_feat.manifest");
 
 /// The default projector's graphs in the default backbone's level order, as
-/// `(file name, ONNX bytes)`: pretrained by `edge-ad-host pretrain` on the generated corpus (see
-/// models/README.md). Used whenever the backbone is the default one and no projector is named.
+/// `(file name, ONNX bytes)`: pretrained by `edge-ad-host pretrain` on real photographs at the
+/// backbone's input side, 224 (see models/README.md). The box runs it whenever the backbone is the
+/// default one, no projector is named, and the working side is nearer 224 than 336.
 pub const DEFAULT_PROJECTOR: [(&str, &[u8]); 2] = [
     ("feat_s8.onnx", include_bytes!("../../../models/projector/feat_s8.onnx")),
     ("feat_s16.onnx", include_bytes!("../../../models/projector/feat_s16.onnx")),
 ];
+
+/// The projector of the accurate setting (working side 336), in the same form: pretrained the
+/// same way on the same corpus with the features made at 336 (models/projector-336). The box runs
+/// it in place of [`DEFAULT_PROJECTOR`] when the working side is nearer 336 than 224.
+pub const ACCURATE_PROJECTOR: [(&str, &[u8]); 2] = [
+    ("feat_s8.onnx", include_bytes!("../../../models/projector-336/feat_s8.onnx")),
+    ("feat_s16.onnx", include_bytes!("../../../models/projector-336/feat_s16.onnx")),
+];
+
+/// The working sides the two embedded projectors were pretrained at.
+pub const PROJECTOR_SIDES: (u32, u32) = (224, 336);
+
+/// The embedded projector for a working side: the one pretrained at the nearer side (a tie goes
+/// to the default), with the folder it was shipped from (for messages).
+pub fn embedded_projector(working_side: u32) -> (&'static [(&'static str, &'static [u8]); 2], &'static str) {
+    let (default, accurate) = PROJECTOR_SIDES;
+    if working_side.abs_diff(accurate) < working_side.abs_diff(default) {
+        (&ACCURATE_PROJECTOR, "models/projector-336")
+    } else {
+        (&DEFAULT_PROJECTOR, "models/projector")
+    }
+}
 
 /// A backbone ready to be compiled: its manifest and graph bytes.
 #[derive(Clone)]

@@ -35,25 +35,29 @@ impl Projector {
         Ok(std::sync::Arc::new(match dir {
             Some(d) if d == Path::new(NONE) => Self::Identity,
             Some(d) => Self::from_dir(d, &model.manifest, &shapes)?,
-            None => Self::default_for(model, &shapes)?,
+            None => Self::default_for(model, working_side)?,
         }))
     }
 
-    /// The embedded default projector ([`crate::model::DEFAULT_PROJECTOR`]) when `model` is the
-    /// default backbone it was pretrained for; the identity for any other backbone.
-    pub fn default_for(model: &crate::model::Model, shapes: &[(usize, usize, usize)]) -> Result<Self> {
+    /// The embedded projector for `working_side` ([`crate::model::embedded_projector`]: the one
+    /// pretrained at 224 or the accurate setting's, pretrained at 336, whichever side is nearer)
+    /// when `model` is the default backbone they were pretrained for; the identity for any other
+    /// backbone.
+    pub fn default_for(model: &crate::model::Model, working_side: u32) -> Result<Self> {
         if !model.is_default_backbone() {
             return Ok(Self::Identity);
         }
-        let origin = Path::new("embedded:models/projector");
+        let shapes = crate::backbone::expected_shapes(&model.manifest, working_side);
+        let (embedded, folder) = crate::model::embedded_projector(working_side);
+        let origin = PathBuf::from(format!("embedded:{folder}"));
         let mut files = Vec::new();
-        for (level, (name, bytes)) in model.manifest.levels.iter().zip(crate::model::DEFAULT_PROJECTOR) {
-            if Self::file_name(level) != name {
-                return Err(Error::bad_file(origin, format!("{name} does not belong to level {}", level.output)));
+        for (level, (name, bytes)) in model.manifest.levels.iter().zip(embedded) {
+            if Self::file_name(level) != *name {
+                return Err(Error::bad_file(&origin, format!("{name} does not belong to level {}", level.output)));
             }
             files.push((origin.join(name), bytes.to_vec()));
         }
-        Self::from_bytes(&files, shapes, origin)
+        Self::from_bytes(&files, &shapes, &origin)
     }
 
     /// The projector file name of a level: `<level output name>.onnx`.

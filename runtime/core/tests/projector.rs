@@ -107,7 +107,7 @@ fn a_missing_or_wrong_projector_file_is_named() {
 fn the_embedded_default_projector_belongs_to_the_default_backbone_only() {
     let model = Model::embedded_default().unwrap();
     let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, 224);
-    let default = Projector::default_for(&model, &shapes).unwrap();
+    let default = Projector::default_for(&model, 224).unwrap();
     let files = edge_ad_core::model::DEFAULT_PROJECTOR;
     assert_eq!(default.digest(), Some(edge_ad_core::model::projector_digest(files.iter().map(|(_, b)| *b))));
     // It changes the residuals, and keeps their shape.
@@ -123,8 +123,41 @@ fn the_embedded_default_projector_belongs_to_the_default_backbone_only() {
     let mut other = model.clone();
     other.manifest.sha256[0] ^= 1;
     assert!(!other.is_default_backbone());
-    assert_eq!(Projector::default_for(&other, &shapes).unwrap().digest(), None);
+    assert_eq!(Projector::default_for(&other, 224).unwrap().digest(), None);
+    assert_eq!(Projector::default_for(&other, 336).unwrap().digest(), None);
     // `none` asks for the identity; no path asks for the default.
     assert_eq!(Projector::open(Some(std::path::Path::new("none")), &model, 224).unwrap().digest(), None);
     assert_eq!(Projector::open(None, &model, 224).unwrap().digest(), default.digest());
+}
+
+#[test]
+fn the_accurate_setting_gets_the_projector_pretrained_at_its_side() {
+    use edge_ad_core::model::{projector_digest, ACCURATE_PROJECTOR, DEFAULT_PROJECTOR};
+    let model = Model::embedded_default().unwrap();
+    let digest = |files: &[(&str, &[u8]); 2]| Some(projector_digest(files.iter().map(|(_, b)| *b)));
+    assert_ne!(digest(&DEFAULT_PROJECTOR), digest(&ACCURATE_PROJECTOR));
+    // The nearer pretraining side wins: 224 up to 280 (a tie stays with the default), 336 above.
+    for (side, expected) in [
+        (160, &DEFAULT_PROJECTOR),
+        (224, &DEFAULT_PROJECTOR),
+        (272, &DEFAULT_PROJECTOR),
+        (288, &ACCURATE_PROJECTOR),
+        (336, &ACCURATE_PROJECTOR),
+        (448, &ACCURATE_PROJECTOR),
+    ] {
+        let p = Projector::open(None, &model, side).unwrap();
+        assert_eq!(p.digest(), digest(expected), "side {side}");
+    }
+    assert_eq!(edge_ad_core::model::embedded_projector(280).1, "models/projector");
+    // It compiles for the accurate side's grids and changes the residuals there.
+    let shapes = edge_ad_core::backbone::expected_shapes(&model.manifest, 336);
+    let p = Projector::default_for(&model, 336).unwrap();
+    let (c, h, w) = shapes[0];
+    assert_eq!((h, w), (42, 42));
+    let mut map = FeatureMap::zeros(c, h, w);
+    map.data.iter_mut().enumerate().for_each(|(i, v)| *v = ((i % 31) as f32 - 15.0) / 7.0);
+    let input = map.clone();
+    p.project(0, &mut map).unwrap();
+    assert!(map.data.iter().zip(&input.data).any(|(a, b)| (a - b).abs() > 1e-3));
+    assert!(map.data.iter().all(|v| v.is_finite()));
 }
