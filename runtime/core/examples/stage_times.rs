@@ -7,28 +7,12 @@
 //! With several sides, each is measured in turn over the same images. README, *Measured*,
 //! quotes it for the working sides 224 and 336.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use edge_ad_core::calibrate::{self, CalibrationSettings};
 use edge_ad_core::pipeline::{Extractor, StageTimes};
 use edge_ad_core::setup::ModelSetup;
-
-fn images(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| e == "png" || e == "jpg") {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+use edge_ad_core::source::{image_files, load_image};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -44,10 +28,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let setup = ModelSetup { threads: Some(1), ..ModelSetup::default() };
     let station = setup.open()?;
-    let shots: Vec<PathBuf> = images(&category.join("train/good")).into_iter().take(4).collect();
+    // The first 4 good parts are the shots; every image of every test/<kind> folder is scored.
+    let shots: Vec<PathBuf> = image_files(&category.join("train/good"))?.into_iter().take(4).collect();
     let shots = edge_ad_core::source::load_named(&shots)?;
-    let tests: Vec<_> =
-        images(&category.join("test")).iter().map(|p| edge_ad_core::source::load_image(p)).collect::<Result<_, _>>()?;
+    let mut tests = Vec::new();
+    for kind in std::fs::read_dir(category.join("test"))? {
+        for path in image_files(&kind?.path())? {
+            tests.push(load_image(&path)?);
+        }
+    }
     println!(
         "side  preprocess  backbone  residual  projector  score   frame (median ms, 1 thread, {} images)",
         tests.len()

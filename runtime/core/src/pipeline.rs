@@ -174,18 +174,13 @@ impl FeatureScorer {
 
     /// Projected residuals of `features` (one map per level) against the banks.
     pub fn projected_residuals(&mut self, features: &[FeatureMap]) -> Result<Vec<FeatureMap>> {
-        let mut out = Vec::with_capacity(features.len());
-        for (l, f) in features.iter().enumerate() {
-            let mut r = FeatureMap::zeros(f.channels, f.height, f.width);
-            self.banks[l].residuals_into(f, self.threads, &mut r, &mut self.search[l]);
-            self.projector_run.project(l, &mut r)?;
-            out.push(r);
-        }
-        Ok(out)
+        self.project(features, &mut StageTimes::default())?;
+        Ok(self.residuals.clone())
     }
 
-    /// Scores one image's feature maps; returns the image score. The map is in [`Self::map`].
-    pub fn score(&mut self, features: &[FeatureMap], t: &mut StageTimes) -> Result<f32> {
+    /// Residuals of `features` against the banks, then through the projector, into
+    /// `self.residuals`; times both stages.
+    fn project(&mut self, features: &[FeatureMap], t: &mut StageTimes) -> Result<()> {
         let start = Instant::now();
         for (l, f) in features.iter().enumerate() {
             self.banks[l].residuals_into(f, self.threads, &mut self.residuals[l], &mut self.search[l]);
@@ -196,6 +191,12 @@ impl FeatureScorer {
             self.projector_run.project(l, r)?;
         }
         t.projector_ms = ms(start);
+        Ok(())
+    }
+
+    /// Scores one image's feature maps; returns the image score. The map is in [`Self::map`].
+    pub fn score(&mut self, features: &[FeatureMap], t: &mut StageTimes) -> Result<f32> {
+        self.project(features, t)?;
         let start = Instant::now();
         for (l, r) in self.residuals.iter().enumerate() {
             self.scorer.level_scores(l, r, self.threads, &mut self.scores[l]);

@@ -101,3 +101,9 @@ pub fn load_category(root: &Path, name: &str) -> Result<Category> {
     }
     Ok(Category { name: name.to_string(), train_good, test })
 }
+
+/// A ground-truth mask as grey levels (nonzero marks the defect); an unreadable file is an error
+/// naming it.
+pub fn read_mask(path: &Path) -> Result<image::GrayImage> {
+    Ok(image::open(path).map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?.into_luma8())
+}

@@ -215,11 +215,14 @@ pub fn evaluate_category(
     )?;
     let scoring_s = scoring_started.elapsed().as_secs_f64();
 
-    let rate = |defective: bool, wrong: Verdict| {
-        let total = labels.iter().filter(|l| **l == defective).count();
-        let bad = labels.iter().zip(&verdicts).filter(|(l, v)| **l == defective && **v == wrong).count();
-        (total > 0).then(|| bad as f64 / total as f64)
-    };
+    let parts: Vec<PartResult> = category
+        .test
+        .iter()
+        .zip(&scores)
+        .zip(&verdicts)
+        .map(|((item, &score), &verdict)| PartResult { item: item.clone(), score, verdict })
+        .collect();
+    let (escape_rate, false_reject_rate) = rates_at(&parts, threshold);
     let defects = defect_reports(category, &scores, &verdicts);
     let map_refs: Vec<&[f32]> = maps.chunks_exact(side * side).collect();
     let mask_refs: Vec<&[bool]> = masks.chunks_exact(side * side).collect();
@@ -233,8 +236,8 @@ pub fn evaluate_category(
         pixel_auroc: pixel_roc.auc,
         aupro: pro.as_ref().map(|c| metrics::area_to(c, 0.3) / 0.3),
         threshold: threshold as f64,
-        escape_rate: rate(true, Verdict::Ok),
-        false_reject_rate: rate(false, Verdict::Ng),
+        escape_rate,
+        false_reject_rate,
         latency_ms_median: median,
         latency_ms_p95: p95,
         frames_per_s: if scoring_s > 0.0 { n as f64 / scoring_s } else { f64::NAN },
@@ -245,13 +248,6 @@ pub fn evaluate_category(
         calibration_s,
         defects,
     };
-    let parts: Vec<PartResult> = category
-        .test
-        .iter()
-        .zip(&scores)
-        .zip(&verdicts)
-        .map(|((item, &score), &verdict)| PartResult { item: item.clone(), score, verdict })
-        .collect();
     let worst = worst_parts(&parts, &map_refs);
     let pro_to_03: Vec<(f64, f64)> = pro.unwrap_or_default().into_iter().take_while(|p| p.0 <= 0.3).collect();
     let details = Details {
@@ -266,6 +262,18 @@ pub fn evaluate_category(
         resize_side,
     };
     Ok((report, details))
+}
+
+/// Escape rate (defective parts called OK) and false-reject rate (good parts called NG) of
+/// `parts` at `threshold`; `None` for a class without parts. The report uses it for other
+/// sensitivities' thresholds.
+pub fn rates_at(parts: &[PartResult], threshold: f32) -> (Option<f64>, Option<f64>) {
+    let rate = |defective: bool, wrong: Verdict| {
+        let of: Vec<&PartResult> = parts.iter().filter(|p| p.item.defect.is_some() == defective).collect();
+        let bad = of.iter().filter(|p| decide(p.score, threshold) == wrong).count();
+        (!of.is_empty()).then(|| bad as f64 / of.len() as f64)
+    };
+    (rate(true, Verdict::Ok), rate(false, Verdict::Ng))
 }
 
 /// Pixel (FPR, TPR) when every map pixel above `threshold` counts as flagged; `None` without
@@ -322,8 +330,7 @@ fn score_item<'a>(
     let mask = match &item.mask {
         None => vec![false; side * side],
         Some(path) => {
-            let m =
-                image::open(path).map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?.into_luma8();
+            let m = crate::dataset::read_mask(path)?;
             if m.dimensions() != image.dimensions() {
                 return Err(Error::bad_file(
                     path,

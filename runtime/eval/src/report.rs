@@ -18,8 +18,8 @@ use image::RgbImage;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::eval::{CategoryReport, Details, PartResult};
-use edge_ad_core::decision::{decide, with_sensitivity, Verdict};
+use crate::eval::{rates_at, CategoryReport, Details, PartResult};
+use edge_ad_core::decision::{with_sensitivity, Verdict};
 use edge_ad_core::preprocess::CropGeometry;
 use edge_ad_core::{Error, Result};
 
@@ -172,16 +172,6 @@ fn defect_table(html: &mut String, r: &CategoryReport) {
     html.push_str("</table>\n");
 }
 
-/// Escape and false-reject rates of `parts` at `threshold`.
-fn rates(parts: &[PartResult], threshold: f32) -> (Option<f64>, Option<f64>) {
-    let rate = |defective: bool, wrong: Verdict| {
-        let of: Vec<&PartResult> = parts.iter().filter(|p| p.item.defect.is_some() == defective).collect();
-        let bad = of.iter().filter(|p| decide(p.score, threshold) == wrong).count();
-        (!of.is_empty()).then(|| bad as f64 / of.len() as f64)
-    };
-    (rate(true, Verdict::Ok), rate(false, Verdict::Ng))
-}
-
 fn category(html: &mut String, dir: &Path, i: usize, s: &Section<'_>) -> Result<()> {
     let (r, d) = (s.report, s.details);
     let t = &d.threshold;
@@ -209,7 +199,7 @@ fn category(html: &mut String, dir: &Path, i: usize, s: &Section<'_>) -> Result<
     let lines: Vec<(f32, f32)> = sens.iter().map(|&s| (s, with_sensitivity(t, s).value)).collect();
     html.push_str("<table>\n<tr><th>sensitivity</th><th>threshold</th><th>escapes</th><th>false rejects</th></tr>\n");
     for &(s, value) in &lines {
-        let (e, f) = rates(&d.parts, value);
+        let (e, f) = rates_at(&d.parts, value);
         let mark = if s == t.sensitivity { " (calibrated)" } else { "" };
         let _ = writeln!(html, "<tr><td>{s}{mark}</td><td>{value:.4}</td><td>{}</td><td>{}</td></tr>", pct(e), pct(f));
     }
@@ -459,8 +449,7 @@ fn overlay(part: &PartResult, map: &[f32], d: &Details, threshold: f32) -> Resul
     let at_source = edge_ad_core::output::map_at_source(map, d.working_side, &geometry)?;
     edge_ad_core::canvas::blend_heatmap(&mut image, &at_source, threshold);
     if let Some(path) = &part.item.mask {
-        let mask =
-            image::open(path).map_err(|e| Error::bad_file(path, format!("not a readable mask: {e}")))?.into_luma8();
+        let mask = crate::dataset::read_mask(path)?;
         if mask.dimensions() == (w, h) {
             let inside = |x: i64, y: i64| {
                 x >= 0 && y >= 0 && x < w as i64 && y < h as i64 && mask.get_pixel(x as u32, y as u32)[0] > 127
