@@ -6,12 +6,14 @@
 //! a generated corpus or a dataset, cached on disk ([`corpus`]), the projector ([`projector`]),
 //! its losses ([`losses`]), training ([`train`]), the ONNX export checked against tract
 //! ([`onnx_export`]), manifests ([`manifest`]), and the model calibration and flashing bundles
-//! ([`bundle`]). Training checkpoints and resume live in [`train`].
+//! ([`bundle`]). Training checkpoints and resume live in [`train`]; [`device`] picks the CPU or
+//! a CUDA GPU.
 
 pub mod anomalies;
 pub mod bundle;
 pub mod corpus;
 pub mod datasets;
+pub mod device;
 pub mod losses;
 pub mod manifest;
 pub mod onnx_export;

@@ -175,13 +175,8 @@ enum DeviceArg {
 
 fn device(d: DeviceArg) -> anyhow::Result<Device> {
     match d {
-        DeviceArg::Cpu => Ok(Device::flex().autodiff()),
-        #[cfg(feature = "cuda")]
-        DeviceArg::Cuda => Ok(Device::cuda(0).autodiff()),
-        #[cfg(not(feature = "cuda"))]
-        DeviceArg::Cuda => {
-            bail!("--device cuda: this edge-ad-host was built without CUDA; build it with `--features cuda`")
-        }
+        DeviceArg::Cpu => Ok(edge_ad_host::device::cpu()),
+        DeviceArg::Cuda => edge_ad_host::device::cuda(),
     }
 }
 
