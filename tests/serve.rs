@@ -195,6 +195,26 @@ fn bad_configurations_name_the_file_and_the_key() {
     }
     let r = edge_ad(&["serve", "--config", s(&root.join("none.toml"))]);
     assert!(!r.ok && r.stderr.contains("none.toml"), "{}", r.stderr);
-    let r = edge_ad(&["status", "--config", s(&config(root, "kind = \"free-run\"", ""))]);
-    assert!(!r.ok && r.stderr.contains("counters.json"), "no counters yet: {}", r.stderr);
+    // A box whose service has not run (as right after installing): zeros, and it says why.
+    let fresh = config(root, "kind = \"free-run\"", "");
+    let r = edge_ad(&["status", "--config", s(&fresh)]);
+    assert!(r.ok && r.stdout.contains("no counters yet") && r.stdout.contains("triggers 0"), "{}", r.stdout);
+    // A counters file that is not one is an error naming it.
+    let counters = root.join("state/counters.json");
+    std::fs::create_dir_all(root.join("state")).unwrap();
+    std::fs::write(&counters, "not json").unwrap();
+    let r = edge_ad(&["status", "--config", s(&fresh)]);
+    assert!(!r.ok && r.stderr.contains("counters.json"), "{}", r.stderr);
+    std::fs::remove_file(&counters).unwrap();
+    // Printing into a closed pipe (`edge-ad status | head -1`) ends the process quietly, no panic.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(binary("edge-ad"))
+        .args(["status", "--config", s(&fresh)])
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }

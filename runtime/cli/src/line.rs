@@ -60,17 +60,36 @@ pub fn rollback(a: RollbackArgs) -> Result {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `edge-ad status`: the counters the configuration names.
+/// `edge-ad status`: the counters the configuration names, and whether the box is calibrated. A
+/// box whose service has not run yet (no counters file, as right after installing) gets zeros
+/// and says so; a counters file that cannot be read is an error.
 pub fn status(a: StatusArgs) -> Result {
-    let config = BoxConfig::load(a.config.path()?)?;
-    let counters = Counters::read(&config.counters.path)?;
+    let config_path = a.config.path()?;
+    let config = BoxConfig::load(config_path)?;
+    let path = &config.counters.path;
+    let fresh = std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    let counters = if fresh { Counters::default() } else { Counters::read(path)? };
     let s = counters.summary();
     if a.json.json {
         println!("{s}");
         return Ok(ExitCode::SUCCESS);
     }
+    let calibration = &config.model.calibration;
+    if calibration.is_file() {
+        println!("calibration {}", calibration.display());
+    } else {
+        println!(
+            "not calibrated: no {} (as the service's user: edge-ad calibrate --config {} --shots 4)",
+            calibration.display(),
+            config_path.display()
+        );
+    }
+    if fresh {
+        println!("no counters yet: no {} (the service has not run)", path.display());
+    } else {
+        println!("counters since {} (Unix seconds), {}", counters.since_unix, path.display());
+    }
     let ms = |k: &str| s["latency_ms"][k].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
-    println!("counters since {} (Unix seconds), {}", counters.since_unix, config.counters.path.display());
     println!(
         "triggers {}  OK {}  NG {}  missed {}  late {}  errors {}  faults {}  archive dropped {}",
         counters.triggers,

@@ -42,12 +42,29 @@ fn cpu_lacks() -> Option<&'static str> {
     None
 }
 
+/// Rust ignores SIGPIPE, so a verb printing into a closed pipe (`edge-ad status | head -1`) would
+/// panic on its next line. Every verb but `serve` gets the default back and ends quietly, as
+/// other command-line tools do; `serve` keeps it ignored, since a peer closing a socket must not
+/// kill the box, and handles the write errors itself.
+#[cfg_attr(not(target_os = "linux"), allow(unused_variables))]
+fn quiet_on_closed_pipe(command: &Command) {
+    #[cfg(target_os = "linux")]
+    if !matches!(command, Command::Serve(_)) {
+        // SAFETY: called first thing in main, before any thread exists; it only resets a signal
+        // disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     if let Some(why) = cpu_lacks() {
         eprintln!("edge-ad: error: {why}");
         return ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    quiet_on_closed_pipe(&cli.command);
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
