@@ -10,7 +10,7 @@
 #   - reinstalls it over a site's edited box.toml and calibration (an upgrade) and checks both
 #     are untouched, removes it (site data kept) and purges it (site data, user gone),
 # and prints `N passed, M failed`. Run as root (chroot). Usage:
-#   tests/package/run.sh amd64=target/debian/edge-ad_0.1.0-1_amd64.deb arm64=...arm64.deb
+#   tests/package/run.sh amd64=target/debs/edge-ad_0.1.0-1_amd64.deb arm64=target/debs/edge-ad_0.1.0-1_arm64.deb
 # Needs: debootstrap, and for arm64 qemu-user-static with binfmt (apt-get install debootstrap
 # qemu-user-static binfmt-support). Roots are cached in $EDGE_AD_CHROOTS (~/.cache/edge-ad/chroots).
 set -uo pipefail
