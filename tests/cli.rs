@@ -39,6 +39,9 @@ fn calibrate_run_and_eval_on_generated_parts() {
     assert!(t.stats.scores.iter().all(|s| *s <= t.value && *s > 0.0));
     assert_eq!(c.image_score, ImageScore::TopMean { fraction: 0.02 });
     assert_eq!(summary["image_score"], "top:0.02");
+    // Logs captured to a file or a pipe are plain text: colours only on a terminal.
+    let r = edge_ad(&["-vv", "run", "--calibration", s(&calib), "--source", s(&cat.join("test/good/000.png"))]);
+    assert!(r.ok && r.stderr.contains("DEBUG") && !r.stderr.contains('\x1b'), "{}", r.stderr);
 
     // A non-square image, to check that maps come back at the image's own resolution.
     let odd = tmp.path().join("odd");

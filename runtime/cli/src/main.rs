@@ -70,8 +70,10 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
+    // Colours only on a terminal: logs captured to a file or the journal stay plain text.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
