@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The host tool's GPU check, for a machine with an NVIDIA GPU (driver and NVRTC installed; no
 # CUDA toolkit or LLVM needed to build). It
-#   1. builds edge-ad-host with --features cuda (skipped when EDGE_AD_HOST names a built binary),
+#   1. builds edge-ad-host with --features cuda,
 #   2. runs the CPU-vs-GPU test (firmware-host/tests/device.rs: same start, same steps, losses
 #      and weights within 1e-3), failing if no GPU is found,
 #   3. pretrains the same recipe on the GPU and on the CPU from one feature cache, and prints
 #      both training times, their ratio and how far the loss curves are apart,
 #   4. evaluates both exported projectors on a generated set with edge-ad eval.
 # Usage: firmware-host/gpu-check.sh [EPOCHS [IMAGES]]   (defaults 3 and 16: a few minutes)
+# EDGE_AD_HOST naming a built binary skips steps 1 and 2 (for a machine without a toolchain).
 # PRETRAIN_ARGS adds pretrain options, e.g. "--data DIR --layout mvtec --side 336" for the
 # shipped photographic recipe (README, *Host tool*).
 set -euo pipefail
@@ -45,7 +46,9 @@ print(f"training: GPU {g:.1f} s, CPU {c:.1f} s, CPU/GPU {c / g:.1f}x")
 print(f"loss per epoch: GPU {gl}\n                CPU {cl}\nlargest relative difference {worst:.2e}")
 PY
 
-if [ -x "$edge_ad" ]; then
+if [ ! -x "$edge_ad" ]; then
+  echo "no edge-ad at $edge_ad (set EDGE_AD): the detection comparison is left out" >&2
+else
   "$edge_ad" demo --keep "$work/set" --seed 1234 --test-good 20 --per-defect 6 >/dev/null
   for dev in cuda cpu; do
     echo "== edge-ad eval, projector trained on $dev"

@@ -217,4 +217,7 @@ fn bad_configurations_name_the_file_and_the_key() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // Ended by SIGPIPE (13 on Linux), as `cat` would be, rather than by an error exit.
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
 }

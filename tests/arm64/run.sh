@@ -16,8 +16,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 target=${CARGO_TARGET_DIR:-target}
 if [ -z "${EDGE_AD_ARM64:-}" ]; then
-  BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu=--sysroot=/usr/aarch64-linux-gnu \
-    cargo zigbuild --profile box --target aarch64-unknown-linux-gnu.2.31 -p edge-ad || exit 1
+  bash runtime/deploy/build-debs.sh arm64 || exit 1 # the packages' build: glibc 2.31, box profile
   EDGE_AD_ARM64=$target/aarch64-unknown-linux-gnu/box/edge-ad
 fi
 if [ -z "${EDGE_AD:-}" ]; then
@@ -58,8 +57,8 @@ assert worst <= 1e-5
 PY
 }
 
-"$EDGE_AD" calibrate --source "$good" --out "$work/x86.calib" >/dev/null
-"$EDGE_AD" run --calibration "$work/x86.calib" "${sources[@]}" --json >"$work/x86.jsonl"
+"$EDGE_AD" calibrate --source "$good" --out "$work/x86.calib" >/dev/null || { echo "the x86 build cannot calibrate" >&2; exit 1; }
+"$EDGE_AD" run --calibration "$work/x86.calib" "${sources[@]}" --json >"$work/x86.jsonl" || { echo "the x86 build cannot run" >&2; exit 1; }
 for cpu in cortex-a76 cortex-a53; do
   kind=
   [ "$cpu" = cortex-a53 ] && kind=a53

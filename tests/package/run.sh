@@ -18,11 +18,27 @@ cache=${EDGE_AD_CHROOTS:-$HOME/.cache/edge-ad/chroots}
 suite=${SUITE:-bullseye}
 glibc_max=${GLIBC_MAX:-2.31} # the suite's glibc: the newest symbol version the binary may need
 mirror=${MIRROR:-http://deb.debian.org/debian}
+[ $# -gt 0 ] || { echo "usage: $0 ARCH=PACKAGE.deb ..." >&2; exit 2; }
+command -v objdump >/dev/null || { echo "objdump (binutils) is needed" >&2; exit 2; }
 mkdir -p "$cache"
+log=$(mktemp)
+root=
+# On any exit: the proc mount and the root of the architecture in progress, the parts, the log.
+drop_root() {
+  if [ -n "$root" ]; then
+    umount -l "$root/proc" 2>/dev/null
+    rm -rf --one-file-system "$root"
+    root=
+  fi
+}
+cleanup() {
+  drop_root
+  rm -rf "$parts" "$log"
+}
+trap cleanup EXIT
 # A few parts for the box to calibrate on and inspect, made by the host's build.
 edge_ad=${EDGE_AD:-${CARGO_TARGET_DIR:-target}/release/edge-ad}
 parts=$(mktemp -d)
-trap 'rm -rf "$parts"' EXIT
 "$edge_ad" demo --keep "$parts/set" --seed 3 --test-good 2 --per-defect 1 >/dev/null || {
   echo "cannot make parts with $edge_ad (set EDGE_AD to a built edge-ad)" >&2
   exit 1
@@ -33,13 +49,13 @@ failed=0
 check() { # check NAME COMMAND...: runs it, counts and prints the outcome
   local name=$1
   shift
-  if "$@" >/tmp/edge-ad-package-check.log 2>&1; then
+  if "$@" >"$log" 2>&1; then
     passed=$((passed + 1))
     echo "ok   $name"
   else
     failed=$((failed + 1))
     echo "FAIL $name"
-    sed 's/^/     /' /tmp/edge-ad-package-check.log | tail -20
+    sed 's/^/     /' "$log" | tail -20
   fi
 }
 
@@ -49,7 +65,11 @@ pristine_root() { # pristine_root ARCH: a tarball of a minimal Debian root with 
     local dir
     dir=$(mktemp -d)
     debootstrap --variant=minbase --arch="$arch" --include=adduser,init-system-helpers \
-      "$suite" "$dir" "$mirror" >"$cache/$suite-$arch.log" 2>&1 || { tail "$cache/$suite-$arch.log" >&2; return 1; }
+      "$suite" "$dir" "$mirror" >"$cache/$suite-$arch.log" 2>&1 || {
+      tail "$cache/$suite-$arch.log" >&2
+      rm -rf --one-file-system "$dir"
+      return 1
+    }
     tar -C "$dir" -cf "$tar.part" . && mv "$tar.part" "$tar"
     rm -rf "$dir"
   fi
@@ -65,17 +85,28 @@ for spec in "$@"; do
   [ -f "$deb" ] || { echo "FAIL $arch: no such package $deb"; failed=$((failed + 1)); continue; }
   tar=$(pristine_root "$arch") || { echo "FAIL $arch: debootstrap"; failed=$((failed + 1)); continue; }
   root=$(mktemp -d)
-  tar -C "$root" -xf "$tar"
-  chmod 755 "$root" # mktemp's 0700 would keep the service's user out of its own root
-  mount -t proc proc "$root/proc"
+  # The tarball's "." carries mktemp's 0700, which would keep the service's user out of its root.
+  if ! tar -C "$root" -xf "$tar" || ! chmod 755 "$root" || ! mount -t proc proc "$root/proc"; then
+    echo "FAIL $arch: cannot unpack $tar or mount /proc in it"
+    failed=$((failed + 1))
+    drop_root
+    continue
+  fi
   cp "$deb" "$root/tmp/edge-ad.deb"
+  # The same package as a newer version whose box.toml changed too: the upgrade under test.
+  dpkg-deb -R "$deb" "$root/tmp/next"
+  sed -i 's/^Version: .*/&+next/' "$root/tmp/next/DEBIAN/control"
+  echo "# a default changed in the next version" >>"$root/tmp/next/etc/edge-ad/box.toml"
+  (cd "$root/tmp/next" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | xargs -0 md5sum >DEBIAN/md5sums)
+  dpkg-deb -b "$root/tmp/next" "$root/tmp/edge-ad-next.deb" >/dev/null
+  rm -rf "$root/tmp/next"
 
   newest_glibc() {
     local newest
     dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/edge-ad >"$root/tmp/edge-ad.bin" || return 1
     newest=$(objdump -T "$root/tmp/edge-ad.bin" | grep -o 'GLIBC_[0-9.]*' | sort -uV | tail -1)
     echo "newest symbol version: $newest"
-    [ "$(printf '%s\nGLIBC_%s\n' "$newest" "$glibc_max" | sort -V | tail -1)" = "GLIBC_$glibc_max" ]
+    [ -n "$newest" ] && [ "$(printf '%s\nGLIBC_%s\n' "$newest" "$glibc_max" | sort -V | tail -1)" = "GLIBC_$glibc_max" ]
   }
   check "$arch: the binary needs glibc $glibc_max at most" newest_glibc
   check "$arch: dpkg installs it" in_root dpkg -i /tmp/edge-ad.deb
@@ -88,9 +119,10 @@ for spec in "$@"; do
   check "$arch: the unit runs /usr/bin/edge-ad serve" grep -q '^ExecStart=/usr/bin/edge-ad serve' "$root/usr/lib/systemd/system/edge-ad.service"
   check "$arch: the udev rule for gpiochips" test -f "$root/lib/udev/rules.d/60-edge-ad-gpio.rules"
   check "$arch: edge-ad --version" in_root /usr/bin/edge-ad --version
+  as_service() { chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin "$@"; }
   status_fresh() {
     local out
-    out=$(chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/edge-ad status --config /etc/edge-ad/box.toml) || return 1
+    out=$(as_service edge-ad status --config /etc/edge-ad/box.toml) || return 1
     echo "$out"
     grep -q 'not calibrated' <<<"$out" && grep -q 'no counters yet' <<<"$out"
   }
@@ -116,23 +148,34 @@ path = "$try/counters.json"
 box_key = "$try/box.key"
 TOML
   in_root chown -R edge-ad:edge-ad "$try"
-  as_service() { chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin "$@"; }
   check "$arch: calibrate --config as edge-ad" as_service edge-ad calibrate --config "$try/box.toml" --source "$try/shots"
   serve_replay() {
-    as_service edge-ad serve --config "$try/box.toml" >"$root/tmp/records.jsonl" || return 1
+    timeout 300 chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin \
+      edge-ad serve --config "$try/box.toml" >"$root/tmp/records.jsonl" || return 1
     [ "$(grep -c '"event":"verdict"' "$root/tmp/records.jsonl")" = 4 ]
   }
   check "$arch: serve inspects the 4 replayed parts" serve_replay
-  check "$arch: status counts them" sh -c "chroot --userspec=edge-ad:edge-ad '$root' edge-ad status --config $try/box.toml | grep -q 'triggers 4'"
+  counted() { # no pipe into grep -q: with pipefail, status ended by SIGPIPE would read as failed
+    local out
+    out=$(as_service edge-ad status --config "$try/box.toml") || return 1
+    echo "$out"
+    grep -q 'triggers 4' <<<"$out"
+  }
+  check "$arch: status counts them" counted
   rm -rf "${root:?}$try"
 
-  # A site: an edited box.toml and a calibration. An upgrade (the same package again) keeps both.
+  # A site: an edited box.toml and a calibration. An upgrade to a version whose own box.toml
+  # changed too keeps the site's (as apt does unattended: keep the old conffile) and the data.
   echo "# site edit" >>"$root/etc/edge-ad/box.toml"
   echo "site calibration" >"$root/var/lib/edge-ad/site.calib"
   before=$(md5sum "$root/etc/edge-ad/box.toml" "$root/var/lib/edge-ad/site.calib")
-  check "$arch: reinstalling over a site" in_root dpkg -i --force-confdef --force-confold /tmp/edge-ad.deb
+  check "$arch: upgrading over a site" in_root dpkg -i --force-confdef --force-confold /tmp/edge-ad-next.deb
+  # shellcheck disable=SC2016 # ${Version} is dpkg-query's, not the shell's
+  upgraded() { in_root dpkg-query -W -f '${Version}' edge-ad | grep -q '+next$'; }
+  check "$arch: the upgrade is installed" upgraded
   check "$arch: the site's box.toml and calibration are untouched" \
     sh -c "[ \"\$(md5sum '$root/etc/edge-ad/box.toml' '$root/var/lib/edge-ad/site.calib')\" = '$before' ]"
+  check "$arch: the new default is offered beside it" test -f "$root/etc/edge-ad/box.toml.dpkg-dist"
   check "$arch: dpkg -r removes it" in_root dpkg -r edge-ad
   check "$arch: remove keeps the site's data" \
     sh -c "[ ! -e '$root/usr/bin/edge-ad' ] && [ -f '$root/var/lib/edge-ad/site.calib' ] && [ -f '$root/etc/edge-ad/box.toml' ]"
@@ -140,8 +183,7 @@ TOML
   check "$arch: purge removes the site's data and the user" \
     sh -c "[ ! -e '$root/var/lib/edge-ad' ] && [ ! -e '$root/etc/edge-ad' ] && ! chroot '$root' id edge-ad"
 
-  umount "$root/proc"
-  rm -rf "$root"
+  drop_root
 done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

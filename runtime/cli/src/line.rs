@@ -75,14 +75,15 @@ pub fn status(a: StatusArgs) -> Result {
         return Ok(ExitCode::SUCCESS);
     }
     let calibration = &config.model.calibration;
-    if calibration.is_file() {
-        println!("calibration {}", calibration.display());
-    } else {
-        println!(
+    match std::fs::metadata(calibration) {
+        Ok(_) => println!("calibration {}", calibration.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => println!(
             "not calibrated: no {} (as the service's user: edge-ad calibrate --config {} --shots 4)",
             calibration.display(),
             config_path.display()
-        );
+        ),
+        // Not readable by whoever asks (run as the service's user): say so, never "not calibrated".
+        Err(e) => println!("calibration {}: cannot check: {e}", calibration.display()),
     }
     if fresh {
         println!("no counters yet: no {} (the service has not run)", path.display());

@@ -1,5 +1,5 @@
 // Copied unchanged from cubecl-llvm 0.11.3 (src/nvptx/ptx_version.rs; tracel-ai/cubecl, MIT OR Apache-2.0),
-// its tests left out. cubecl-cuda calls this whatever its kernel backend.
+// its tests left out (they need the LLVM backend). cubecl-cuda names it; see ../lib.rs.
 
 //! The PTX ISA version emitted for the installed driver.
 

@@ -1,5 +1,5 @@
 // Copied unchanged from cubecl-llvm 0.11.3 (src/shared/lowered_features.rs; tracel-ai/cubecl, MIT OR Apache-2.0),
-// its tests left out. cubecl-cuda calls this whatever its kernel backend.
+// its tests left out (they need the LLVM backend). cubecl-cuda names it; see ../lib.rs.
 
 //! What a device advertises, narrowed to what the LLVM backend lowers for it.
 //!
