@@ -77,6 +77,7 @@ pristine_root() { # pristine_root ARCH: a tarball of a minimal Debian root with 
 }
 
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+as_service() { chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin "$@"; }
 
 for spec in "$@"; do
   arch=${spec%%=*}
@@ -110,8 +111,13 @@ for spec in "$@"; do
   }
   check "$arch: the binary needs glibc $glibc_max at most" newest_glibc
   check "$arch: dpkg installs it" in_root dpkg -i /tmp/edge-ad.deb
-  check "$arch: user edge-ad in groups video and gpio" \
-    sh -c "in_groups=\$(chroot '$root' id -nG edge-ad) && echo \$in_groups | grep -qw video && echo \$in_groups | grep -qw gpio"
+  in_groups() {
+    local groups
+    groups=$(in_root id -nG edge-ad) || return 1
+    echo "$groups"
+    grep -qw video <<<"$groups" && grep -qw gpio <<<"$groups"
+  }
+  check "$arch: user edge-ad in groups video and gpio" in_groups
   owner_mode() { [ "$(in_root stat -c '%U:%G %a' "$1")" = "$2" ]; } # names from the root's own passwd
   check "$arch: /var/lib/edge-ad is edge-ad's, 0750" owner_mode /var/lib/edge-ad 'edge-ad:edge-ad 750'
   check "$arch: /etc/edge-ad/box.toml is root:edge-ad 0640" owner_mode /etc/edge-ad/box.toml 'root:edge-ad 640'
@@ -119,7 +125,6 @@ for spec in "$@"; do
   check "$arch: the unit runs /usr/bin/edge-ad serve" grep -q '^ExecStart=/usr/bin/edge-ad serve' "$root/usr/lib/systemd/system/edge-ad.service"
   check "$arch: the udev rule for gpiochips" test -f "$root/lib/udev/rules.d/60-edge-ad-gpio.rules"
   check "$arch: edge-ad --version" in_root /usr/bin/edge-ad --version
-  as_service() { chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin "$@"; }
   status_fresh() {
     local out
     out=$(as_service edge-ad status --config /etc/edge-ad/box.toml) || return 1
@@ -150,8 +155,7 @@ TOML
   in_root chown -R edge-ad:edge-ad "$try"
   check "$arch: calibrate --config as edge-ad" as_service edge-ad calibrate --config "$try/box.toml" --source "$try/shots"
   serve_replay() {
-    timeout 300 chroot --userspec=edge-ad:edge-ad "$root" /usr/bin/env -i PATH=/usr/bin:/bin \
-      edge-ad serve --config "$try/box.toml" >"$root/tmp/records.jsonl" || return 1
+    as_service timeout 300 edge-ad serve --config "$try/box.toml" >"$root/tmp/records.jsonl" || return 1
     [ "$(grep -c '"event":"verdict"' "$root/tmp/records.jsonl")" = 4 ]
   }
   check "$arch: serve inspects the 4 replayed parts" serve_replay
@@ -168,20 +172,21 @@ TOML
   # changed too keeps the site's (as apt does unattended: keep the old conffile) and the data.
   echo "# site edit" >>"$root/etc/edge-ad/box.toml"
   echo "site calibration" >"$root/var/lib/edge-ad/site.calib"
-  before=$(md5sum "$root/etc/edge-ad/box.toml" "$root/var/lib/edge-ad/site.calib")
+  site_sums() { md5sum "$root/etc/edge-ad/box.toml" "$root/var/lib/edge-ad/site.calib"; }
+  before=$(site_sums)
   check "$arch: upgrading over a site" in_root dpkg -i --force-confdef --force-confold /tmp/edge-ad-next.deb
   # shellcheck disable=SC2016 # ${Version} is dpkg-query's, not the shell's
   upgraded() { in_root dpkg-query -W -f '${Version}' edge-ad | grep -q '+next$'; }
   check "$arch: the upgrade is installed" upgraded
-  check "$arch: the site's box.toml and calibration are untouched" \
-    sh -c "[ \"\$(md5sum '$root/etc/edge-ad/box.toml' '$root/var/lib/edge-ad/site.calib')\" = '$before' ]"
+  untouched() { [ "$(site_sums)" = "$before" ]; }
+  check "$arch: the site's box.toml and calibration are untouched" untouched
   check "$arch: the new default is offered beside it" test -f "$root/etc/edge-ad/box.toml.dpkg-dist"
   check "$arch: dpkg -r removes it" in_root dpkg -r edge-ad
-  check "$arch: remove keeps the site's data" \
-    sh -c "[ ! -e '$root/usr/bin/edge-ad' ] && [ -f '$root/var/lib/edge-ad/site.calib' ] && [ -f '$root/etc/edge-ad/box.toml' ]"
+  removed() { [ ! -e "$root/usr/bin/edge-ad" ] && [ -f "$root/var/lib/edge-ad/site.calib" ] && [ -f "$root/etc/edge-ad/box.toml" ]; }
+  check "$arch: remove keeps the site's data" removed
   check "$arch: dpkg -P purges it" in_root dpkg -P edge-ad
-  check "$arch: purge removes the site's data and the user" \
-    sh -c "[ ! -e '$root/var/lib/edge-ad' ] && [ ! -e '$root/etc/edge-ad' ] && ! chroot '$root' id edge-ad"
+  purged() { [ ! -e "$root/var/lib/edge-ad" ] && [ ! -e "$root/etc/edge-ad" ] && ! in_root id edge-ad; }
+  check "$arch: purge removes the site's data and the user" purged
 
   drop_root
 done

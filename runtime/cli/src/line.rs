@@ -67,8 +67,9 @@ pub fn status(a: StatusArgs) -> Result {
     let config_path = a.config.path()?;
     let config = BoxConfig::load(config_path)?;
     let path = &config.counters.path;
-    let fresh = std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
-    let counters = if fresh { Counters::default() } else { Counters::read(path)? };
+    let saved = Counters::read_if_present(path)?;
+    let fresh = saved.is_none();
+    let counters = saved.unwrap_or_default();
     let s = counters.summary();
     if a.json.json {
         println!("{s}");

@@ -99,6 +99,11 @@ pub struct Counters {
     pub since_unix: u64,
 }
 
+/// Whether nothing at all is at `path` (a dangling link or an unreadable entry is something).
+fn absent(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+}
+
 /// Adds one, stopping at `u64::MAX` rather than wrapping to 0.
 pub fn bump(count: &mut u64) {
     *count = count.saturating_add(1);
@@ -109,7 +114,7 @@ impl Counters {
     /// renamed `<path>.corrupt` (kept for inspection) and counting starts afresh, with a warning.
     pub fn load_or_new(path: &Path, now_unix: u64) -> Result<Self> {
         let fresh = Self { since_unix: now_unix, ..Self::default() };
-        if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        if absent(path) {
             return Ok(fresh);
         }
         // Anything but a readable counters file (not UTF-8, too large, not JSON, not a regular
@@ -133,6 +138,15 @@ impl Counters {
     pub fn read(path: &Path) -> Result<Self> {
         let text = read_text_capped(path, caps::SMALL)?;
         serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a counters file: {e}")))
+    }
+
+    /// Reads the counters at `path`; `None` when there is no file there yet (the service has not
+    /// run), an unreadable one is an error naming it.
+    pub fn read_if_present(path: &Path) -> Result<Option<Self>> {
+        if absent(path) {
+            return Ok(None);
+        }
+        Self::read(path).map(Some)
     }
 
     /// Writes the counters to `path` atomically (creating its folder).
