@@ -24,6 +24,8 @@ pub struct MapBuilder {
     kernel: Vec<f32>,
     map: Vec<f32>,
     tmp: Vec<f32>,
+    /// A level's grid rows interpolated along x (see [`add_bilinear`]).
+    rows: Vec<f32>,
     rule: ImageScore,
 }
 
@@ -36,7 +38,14 @@ impl MapBuilder {
     /// A builder for square maps of `side` pixels with the image score `rule`.
     pub fn with_rule(side: usize, rule: ImageScore) -> Self {
         let sigma = SIGMA_AT_224 * side as f32 / 224.0;
-        Self { side, kernel: gaussian_kernel(sigma), map: vec![0.0; side * side], tmp: vec![0.0; side * side], rule }
+        Self {
+            side,
+            kernel: gaussian_kernel(sigma),
+            map: vec![0.0; side * side],
+            tmp: vec![0.0; side * side],
+            rows: Vec::new(),
+            rule,
+        }
     }
 
     /// The last map built.
@@ -60,7 +69,7 @@ impl MapBuilder {
         self.map.iter_mut().for_each(|v| *v = 0.0);
         let mut count = 0usize;
         for (grid, h, w) in levels {
-            add_bilinear(grid, h, w, self.side, &mut self.map);
+            add_bilinear(grid, h, w, self.side, &mut self.rows, &mut self.map);
             count += 1;
         }
         let inv = 1.0 / count.max(1) as f32;
@@ -110,7 +119,11 @@ fn reflect(i: i64, n: i64) -> usize {
 }
 
 /// Adds the bilinear (align_corners = True) upsampling of an h×w grid to a side×side map.
-fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, out: &mut [f32]) {
+/// Separably: each grid row is first interpolated along x into `rows` (h rows of `side`), then
+/// every map row blends two of those, a loop over whole rows that vectorises. The arithmetic is
+/// the per-pixel formula's, `(g00·(1−tx) + g01·tx)·(1−ty) + (g10·(1−tx) + g11·tx)·ty`, so the map
+/// is the same to the bit.
+fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, rows: &mut Vec<f32>, out: &mut [f32]) {
     let scale = |n: usize| {
         if side > 1 {
             (n as f32 - 1.0) / (side as f32 - 1.0)
@@ -119,19 +132,24 @@ fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, out: &mut [f32]) 
         }
     };
     let (sy, sx) = (scale(h), scale(w));
-    for y in 0..side {
-        let fy = y as f32 * sy;
-        let y0 = (fy.floor() as usize).min(h - 1);
-        let y1 = (y0 + 1).min(h - 1);
-        let ty = fy - y0 as f32;
-        for x in 0..side {
+    let rows = crate::residual::sized(rows, h * side, 0.0);
+    for (grid_row, row) in grid.chunks_exact(w).zip(rows.chunks_exact_mut(side)) {
+        for (x, v) in row.iter_mut().enumerate() {
             let fx = x as f32 * sx;
             let x0 = (fx.floor() as usize).min(w - 1);
             let x1 = (x0 + 1).min(w - 1);
             let tx = fx - x0 as f32;
-            let top = grid[y0 * w + x0] * (1.0 - tx) + grid[y0 * w + x1] * tx;
-            let bottom = grid[y1 * w + x0] * (1.0 - tx) + grid[y1 * w + x1] * tx;
-            out[y * side + x] += top * (1.0 - ty) + bottom * ty;
+            *v = grid_row[x0] * (1.0 - tx) + grid_row[x1] * tx;
+        }
+    }
+    for (y, out_row) in out.chunks_exact_mut(side).enumerate() {
+        let fy = y as f32 * sy;
+        let y0 = (fy.floor() as usize).min(h - 1);
+        let y1 = (y0 + 1).min(h - 1);
+        let ty = fy - y0 as f32;
+        let (top, bottom) = (&rows[y0 * side..(y0 + 1) * side], &rows[y1 * side..(y1 + 1) * side]);
+        for ((o, t), b) in out_row.iter_mut().zip(top).zip(bottom) {
+            *o += t * (1.0 - ty) + b * ty;
         }
     }
 }
@@ -195,8 +213,32 @@ mod tests {
     fn bilinear_align_corners_hits_grid_corners_and_midpoints() {
         let grid = [0.0, 1.0, 2.0, 3.0]; // 2×2
         let mut out = vec![0.0; 9];
-        add_bilinear(&grid, 2, 2, 3, &mut out);
+        add_bilinear(&grid, 2, 2, 3, &mut Vec::new(), &mut out);
         assert_eq!(out, vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]);
+    }
+
+    #[test]
+    fn separable_bilinear_is_the_per_pixel_formula_to_the_bit() {
+        for (h, w, side) in [(28, 28, 224), (14, 14, 224), (42, 42, 336), (5, 7, 33), (1, 3, 9)] {
+            let grid: Vec<f32> = (0..h * w).map(|i| ((i * 7919) % 101) as f32 / 7.0 - 3.0).collect();
+            let mut out = vec![0.25f32; side * side];
+            add_bilinear(&grid, h, w, side, &mut vec![9.0; 3], &mut out);
+            let scale = |n: usize| (n as f32 - 1.0) / (side as f32 - 1.0);
+            for y in 0..side {
+                let fy = y as f32 * scale(h);
+                let y0 = (fy.floor() as usize).min(h - 1);
+                let (y1, ty) = ((y0 + 1).min(h - 1), fy - y0 as f32);
+                for x in 0..side {
+                    let fx = x as f32 * scale(w);
+                    let x0 = (fx.floor() as usize).min(w - 1);
+                    let (x1, tx) = ((x0 + 1).min(w - 1), fx - x0 as f32);
+                    let top = grid[y0 * w + x0] * (1.0 - tx) + grid[y0 * w + x1] * tx;
+                    let bottom = grid[y1 * w + x0] * (1.0 - tx) + grid[y1 * w + x1] * tx;
+                    let expected = 0.25 + (top * (1.0 - ty) + bottom * ty);
+                    assert_eq!(out[y * side + x].to_bits(), expected.to_bits(), "{h}×{w} → {side}: ({y}, {x})");
+                }
+            }
+        }
     }
 
     #[test]

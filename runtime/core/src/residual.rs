@@ -64,8 +64,9 @@ fn unit(row: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `v` resized to `len` (grown with `fill`, never shrunk below its capacity).
-fn sized<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) -> &mut [T] {
+/// `v` resized to `len` (grown with `fill`, never shrunk below its capacity): a scratch buffer
+/// that allocates only until it has reached the largest size asked for.
+pub(crate) fn sized<T: Clone>(v: &mut Vec<T>, len: usize, fill: T) -> &mut [T] {
     if v.len() < len {
         v.resize(len, fill);
     }
