@@ -42,6 +42,24 @@ fn calibrate_run_and_eval_on_generated_parts() {
     // Logs captured to a file or a pipe are plain text: colours only on a terminal.
     let r = edge_ad(&["-vv", "run", "--calibration", s(&calib), "--source", s(&cat.join("test/good/000.png"))]);
     assert!(r.ok && r.stderr.contains("DEBUG") && !r.stderr.contains('\x1b'), "{}", r.stderr);
+    // The backbone's precision: auto is f32 on x86; f16 asked for by name runs (emulated) and
+    // scores the same part close to f32 with the same calibration.
+    let part_path = cat.join("test/good/000.png");
+    let part = s(&part_path);
+    let score = |extra: &[&str]| {
+        let mut args = vec!["-v", "run", "--calibration", s(&calib), "--source", part, "--json"];
+        args.extend_from_slice(extra);
+        let r = edge_ad(&args);
+        assert!(r.ok, "{}", r.stderr);
+        let record: Value = serde_json::from_str(r.stdout.trim()).unwrap();
+        (record["score"].as_f64().unwrap(), r.stderr)
+    };
+    let (f32_score, log) = score(&[]);
+    #[cfg(target_arch = "x86_64")]
+    assert!(log.contains("in f32 (auto asked)"), "{log}");
+    let (f16_score, log) = score(&["--precision", "f16"]);
+    assert!(log.contains("in f16 (f16 asked)"), "{log}");
+    assert!(f16_score != f32_score && (f16_score - f32_score).abs() <= 0.03 * f32_score, "{f16_score} vs {f32_score}");
 
     // A non-square image, to check that maps come back at the image's own resolution.
     let odd = tmp.path().join("odd");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use edge_ad_core::decision;
 use edge_ad_core::formats::{ImageScore, ScorerKind};
+use edge_ad_core::precision::PrecisionChoice;
 use edge_ad_core::setup::{ModelSetup, Station};
 
 /// Inline anomaly detection: calibrate from a few good parts, then OK/NG every part.
@@ -45,19 +46,28 @@ pub struct ModelArgs {
     /// 1 with several; see --workers).
     #[arg(long, global = true)]
     pub threads: Option<usize>,
+    /// The backbone's float precision: `f16` runs its ordinary convolutions in half precision
+    /// (native on Arm cores with FP16 arithmetic, emulated and slow elsewhere), `f32` everything in
+    /// single precision; `auto` (the default) picks f16 where the CPU has the arithmetic.
+    /// (box.toml: model.precision.)
+    #[arg(long, global = true, value_name = "auto|f32|f16")]
+    pub precision: Option<PrecisionChoice>,
 }
 
 impl ModelArgs {
     /// The model setup these flags name.
     pub fn setup(&self) -> ModelSetup {
         // The engineering tools check no signature; `serve` and `calibrate --config` do.
-        ModelSetup::spelled(
-            self.bundle.as_deref(),
-            self.manifest.as_deref(),
-            self.projector.as_deref(),
-            self.sensitivity,
-            self.threads,
-        )
+        ModelSetup {
+            precision: self.precision.unwrap_or_default(),
+            ..ModelSetup::spelled(
+                self.bundle.as_deref(),
+                self.manifest.as_deref(),
+                self.projector.as_deref(),
+                self.sensitivity,
+                self.threads,
+            )
+        }
     }
 
     /// Whether any model flag was given.
@@ -67,6 +77,7 @@ impl ModelArgs {
             || self.projector.is_some()
             || self.sensitivity.is_some()
             || self.threads.is_some()
+            || self.precision.is_some()
     }
 }
 

@@ -77,6 +77,8 @@ fn model_of(model: &ModelArgs, config: Option<&BoxConfig>) -> ModelArgs {
             m.projector = c.model.projector.clone();
         }
         m.threads = m.threads.or(c.model.threads);
+        // Calibrate in the precision the box will score in.
+        m.precision = m.precision.or(Some(c.model.precision));
     }
     m
 }

@@ -47,6 +47,9 @@ fn misuse_is_refused_with_a_reason() {
     let (code, _, err) = edge_ad(&["--sensitivity", "0", "run", "--calibration", "c", "--source", "s"]);
     assert_eq!(code, 1);
     assert!(err.contains("sensitivity"), "{err}");
+    let (code, _, err) = edge_ad(&["run", "--precision", "half", "--calibration", "c", "--source", "s"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("auto, f32 or f16"), "{err}");
 }
 
 #[test]

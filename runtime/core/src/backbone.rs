@@ -6,6 +6,7 @@ use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::precision::Precision;
 
 /// One level's feature map of one image, laid out patch-major: H·W rows of C values.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,7 +72,8 @@ impl Backbone {
     /// optimisation so tract specialises every kernel; the outputs are the manifest's levels.
     /// Convolutions run channel-last (tract's `conv_nhwc` transform): the depthwise layers then
     /// use tract's channel-last loops, which cover stride 2 and borders (README, *Speed*); the
-    /// outputs are unchanged.
+    /// outputs are unchanged. The model's [`Precision`] decides the float type (see
+    /// [`crate::precision`]).
     pub fn new(model: &Model, side: u32) -> Result<Self> {
         let m = &model.manifest;
         let err = |reason: String| Error::Model { model: model.origin.clone(), reason };
@@ -88,6 +90,7 @@ impl Backbone {
             .and_then(|g| g.into_typed())
             .and_then(|g| g.into_decluttered())
             .and_then(channel_last)
+            .and_then(|g| in_precision(g, model.precision))
             .and_then(|g| g.into_optimized())
             .and_then(|g| g.into_runnable())
             .map_err(|e| err(format!("cannot compile the graph for {side}×{side}: {e:#}")))?;
@@ -158,18 +161,28 @@ impl Backbone {
     }
 }
 
-/// One worker's runs of a compiled graph with one f32 input: tract's run state (its per-session
+/// One worker's runs of a compiled graph with one float input: tract's run state (its per-session
 /// scratch) and the input tensor, both reused frame after frame. The input is handed to tract by
 /// reference count and written again once tract has let go of it, so a run allocates no input.
+/// A graph whose input is f16 (the backbone in [`Precision::F16`]) is filled through an f32
+/// staging buffer and converted.
 pub(crate) struct GraphRun {
     state: TypedSimpleState,
     input: std::sync::Arc<Tensor>,
+    /// f32 values for an f16 input; empty for an f32 one.
+    staging: Vec<f32>,
 }
 
 impl GraphRun {
-    /// A run state over `plan`, whose input has `shape`.
+    /// A run state over `plan`, whose input has `shape` (f32, or f16 when the plan takes f16).
     pub(crate) fn new(plan: &Plan, shape: &[usize]) -> TractResult<Self> {
-        Ok(Self { state: TypedSimpleState::new(plan)?, input: std::sync::Arc::new(Tensor::zero::<f32>(shape)?) })
+        let datum = plan.model().input_fact(0)?.datum_type;
+        let (input, staging) = if datum == f16::datum_type() {
+            (Tensor::zero::<f16>(shape)?, vec![0.0; shape.iter().product()])
+        } else {
+            (Tensor::zero::<f32>(shape)?, Vec::new())
+        };
+        Ok(Self { state: TypedSimpleState::new(plan)?, input: std::sync::Arc::new(input), staging })
     }
 
     /// Writes the input with `fill` (given all its values) and runs the graph.
@@ -177,9 +190,39 @@ impl GraphRun {
         // tract lets go of the input after a run; were it still held (a failed run), make_mut
         // copies it rather than write under tract.
         let mut plain = std::sync::Arc::make_mut(&mut self.input).try_as_plain_ram_mut()?;
-        fill(plain.as_slice_mut::<f32>()?);
+        if self.staging.is_empty() {
+            fill(plain.as_slice_mut::<f32>()?);
+        } else {
+            fill(&mut self.staging);
+            for (h, v) in plain.as_slice_mut::<f16>()?.iter_mut().zip(&self.staging) {
+                *h = f16::from_f32(*v);
+            }
+        }
         self.state.run(tvec!(self.input.clone().into_tvalue()))
     }
+}
+
+/// In [`Precision::F16`], translates a decluttered graph to f16 except its depthwise convolutions
+/// (tract has an f16 matrix kernel on Arm, but no f16 depthwise kernel), and casts its outputs back
+/// to f32. The input becomes f16 ([`GraphRun`] converts). f32 leaves the graph as it is.
+fn in_precision(mut g: TypedModel, precision: Precision) -> TractResult<TypedModel> {
+    use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+    use tract_onnx::tract_core::ops::cast::cast;
+    use tract_onnx::tract_core::ops::cnn::Conv;
+    use tract_onnx::tract_core::transform::ModelTransform;
+    if precision == Precision::F32 {
+        return Ok(g);
+    }
+    let depthwise_kept = |node: &TypedNode| node.op_as::<Conv>().is_none_or(|c| c.group == 1);
+    FloatPrecisionTranslator::with_filter(f32::datum_type(), f16::datum_type(), depthwise_kept).transform(&mut g)?;
+    let mut outputs = g.output_outlets()?.to_vec();
+    for (i, outlet) in outputs.iter_mut().enumerate() {
+        if g.outlet_fact(*outlet)?.datum_type == f16::datum_type() {
+            *outlet = g.wire_node(format!("output-{i}.f32"), cast(f32::datum_type()), &[*outlet])?[0];
+        }
+    }
+    g.select_output_outlets(&outputs)?;
+    Ok(g)
 }
 
 /// Rewrites every convolution of a decluttered graph to run channel-last (tract's `conv_nhwc`).

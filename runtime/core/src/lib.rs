@@ -6,6 +6,7 @@
 //! parts and turns one back into an inspector; [`model`] and [`bundle`] load the backbone (the
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
+//! [`precision`] says which float precision the backbone runs in on this board.
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! On x86-64, `depthwise_avx2` adds an AVX2 + FMA depthwise kernel to tract's registry.
 //! [`workers`] runs frames on one worker per core and hands results on in order.
@@ -29,6 +30,7 @@ pub mod model;
 pub mod output;
 pub mod photometry;
 pub mod pipeline;
+pub mod precision;
 pub mod preprocess;
 pub mod projector;
 pub mod residual;

@@ -7,6 +7,7 @@ use edge_ad_calib::{ModelIdentity, ModelManifest};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::precision::Precision;
 
 /// The default backbone's ONNX graph, embedded so the box runs with no file beside it.
 pub const DEFAULT_ONNX: &[u8] = include_bytes!("../../../models/effnet_lite0_feat.onnx");
@@ -53,6 +54,8 @@ pub struct Model {
     pub onnx: std::borrow::Cow<'static, [u8]>,
     /// Where it came from, for messages: `embedded:<name>` or the manifest's path.
     pub origin: String,
+    /// The float precision its graph is compiled for (f32 unless the setup chose f16).
+    pub precision: Precision,
 }
 
 /// sha256 of `bytes`.
@@ -141,6 +144,6 @@ impl Model {
                 ),
             });
         }
-        Ok(Self { manifest, onnx, origin })
+        Ok(Self { manifest, onnx, origin, precision: Precision::F32 })
     }
 }

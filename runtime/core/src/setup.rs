@@ -15,6 +15,7 @@ use crate::decision;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::pipeline::Inspector;
+use crate::precision::PrecisionChoice;
 use crate::projector::Projector;
 use crate::trust::{Signed, Trust};
 
@@ -71,6 +72,8 @@ pub struct ModelSetup {
     pub sensitivity: Option<f32>,
     /// Threads for the nearest-neighbour search (default: all cores).
     pub threads: Option<usize>,
+    /// The backbone's float precision (default: f16 where the CPU has half-precision arithmetic).
+    pub precision: PrecisionChoice,
     /// Whose signature a bundle needs (default: none needed, for the engineering tools).
     pub bundle_trust: Trust,
     /// Whose signature a site calibration needs (the box's own key on the line).
@@ -85,6 +88,7 @@ impl Default for ModelSetup {
             projector: ProjectorChoice::Default,
             sensitivity: None,
             threads: None,
+            precision: PrecisionChoice::Auto,
             bundle_trust: Trust::development(),
             calibration_trust: Trust::development(),
         }
@@ -147,7 +151,10 @@ impl ModelSetup {
                 }
             }));
         }
-        let (model, bundle) = bundle::open_model(self.bundle.as_deref(), self.manifest.as_deref(), &self.bundle_trust)?;
+        let (mut model, bundle) =
+            bundle::open_model(self.bundle.as_deref(), self.manifest.as_deref(), &self.bundle_trust)?;
+        model.precision = self.precision.resolve();
+        tracing::info!("backbone {} in {} ({} asked)", model.origin, model.precision, self.precision);
         Ok(Station {
             model,
             bundle,
@@ -159,8 +166,8 @@ impl ModelSetup {
     }
 }
 
-/// A loaded model, ready to build frame paths: the backbone, the bundle it came from, the
-/// projector choice, the sensitivity override and the thread count.
+/// A loaded model, ready to build frame paths: the backbone (with the precision it runs in), the
+/// bundle it came from, the projector choice, the sensitivity override and the thread count.
 pub struct Station {
     /// The backbone.
     pub model: Model,

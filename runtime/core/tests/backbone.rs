@@ -3,6 +3,7 @@
 
 use edge_ad_core::backbone::Backbone;
 use edge_ad_core::model::{self, Model};
+use edge_ad_core::precision::Precision;
 
 fn read_f32(name: &str) -> Vec<f32> {
     let path = format!("{}/tests/fixtures/effnet_lite0_feat/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -37,6 +38,30 @@ fn tract_matches_onnxruntime_reference_within_1e_4() {
         assert!(worst <= 1e-4, "{file}: max abs diff {worst}");
         // Not a trivially-zero output.
         assert!(reference.iter().any(|v| v.abs() > 0.1));
+    }
+}
+
+/// In f16 (emulated off Arm; native on Armv8.2 FP16, where tests/arm64/run.sh runs this test)
+/// the outputs stay near onnxruntime's f32 reference: within 2 % of the largest reference value
+/// of each level, and mostly far closer. Half precision carries 11 significant bits, so each of
+/// the ~30 layers adds ~0.05 % of rounding; a broken translation (a wrong cast, a depthwise
+/// layer read in the wrong type) is off by orders of magnitude more.
+#[test]
+fn f16_stays_near_the_f32_reference() {
+    let mut model = Model::embedded_default().unwrap();
+    model.precision = Precision::F16;
+    let mut backbone = Backbone::new(&model, 224).unwrap();
+    let maps = backbone.run(&read_f32("input.bin")).unwrap();
+    for (map, file) in maps.iter().zip(["out_feat_s8.bin", "out_feat_s16.bin"]) {
+        let reference = read_f32(file);
+        let mut chw = vec![0.0; reference.len()];
+        map.write_chw(&mut chw);
+        let scale = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let worst = chw.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let mean = chw.iter().zip(&reference).map(|(a, b)| (a - b).abs()).sum::<f32>() / chw.len() as f32;
+        eprintln!("{file}: f16 max abs diff {worst:.2e}, mean {mean:.2e}, largest value {scale:.2}");
+        assert!(worst <= 0.02 * scale, "{file}: max abs diff {worst} against largest value {scale}");
+        assert!(mean <= 0.002 * scale, "{file}: mean abs diff {mean} against largest value {scale}");
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use edge_ad_core::precision::PrecisionChoice;
 use edge_ad_core::setup::{ModelSetup, SetupProblem};
 use edge_ad_core::trust::{self, Trust};
 use serde::Deserialize;
@@ -82,6 +83,15 @@ pub struct ModelConfig {
     pub sensitivity: Option<f32>,
     /// Threads for the nearest-neighbour search (default: all cores).
     pub threads: Option<usize>,
+    /// The backbone's float precision: `"auto"` (the default: f16 where the CPU has
+    /// half-precision arithmetic), `"f32"` or `"f16"`.
+    #[serde(default, deserialize_with = "precision_choice")]
+    pub precision: PrecisionChoice,
+}
+
+fn precision_choice<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<PrecisionChoice, D::Error> {
+    let spelled = String::deserialize(d)?;
+    spelled.parse().map_err(|why: String| serde::de::Error::custom(format!("model.{why}")))
 }
 
 /// Where frames come from.
@@ -439,13 +449,16 @@ impl ModelConfig {
     /// The model this section names, checking no signature (see [`BoxConfig::setup`] for the
     /// box's own trust).
     pub fn setup(&self) -> ModelSetup {
-        ModelSetup::spelled(
-            self.bundle.as_deref(),
-            self.manifest.as_deref(),
-            self.projector.as_deref(),
-            self.sensitivity,
-            self.threads,
-        )
+        ModelSetup {
+            precision: self.precision,
+            ..ModelSetup::spelled(
+                self.bundle.as_deref(),
+                self.manifest.as_deref(),
+                self.projector.as_deref(),
+                self.sensitivity,
+                self.threads,
+            )
+        }
     }
 }
 
@@ -539,12 +552,16 @@ ok_every = 100
         assert_eq!(plc.lines().len(), 5);
         assert_eq!(c.archive.unwrap().budget_mib, 512);
         assert_eq!(c.counters.path, PathBuf::from("/var/lib/edge-ad/counters.json"));
+        assert_eq!(c.model.precision, PrecisionChoice::Auto);
+        let f32 = BoxConfig::parse(&FULL.replace("sensitivity = 1.2", "precision = \"f32\"")).unwrap();
+        assert_eq!(f32.model.setup().precision, PrecisionChoice::F32);
     }
 
     #[test]
     fn every_bad_value_names_its_key() {
         let cases = [
             ("sensitivity = 1.2", "sensitivity = -1", "model.sensitivity"),
+            ("sensitivity = 1.2", "precision = \"half\"", "model.precision must be auto, f32 or f16"),
             ("format = \"MJPG\"", "format = \"H264\"", "H264"),
             ("ng_pulse_ms = 30", "ng_pulse_ms = 0", "plc.ng_pulse_ms"),
             ("result_offset_ms = 60", "result_offset_ms = 5000", "plc.result_offset_ms"),
