@@ -58,16 +58,14 @@ impl ModelArgs {
     /// The model setup these flags name.
     pub fn setup(&self) -> ModelSetup {
         // The engineering tools check no signature; `serve` and `calibrate --config` do.
-        ModelSetup {
-            precision: self.precision.unwrap_or_default(),
-            ..ModelSetup::spelled(
-                self.bundle.as_deref(),
-                self.manifest.as_deref(),
-                self.projector.as_deref(),
-                self.sensitivity,
-                self.threads,
-            )
-        }
+        ModelSetup::spelled(
+            self.bundle.as_deref(),
+            self.manifest.as_deref(),
+            self.projector.as_deref(),
+            self.sensitivity,
+            self.threads,
+        )
+        .with_precision(self.precision.unwrap_or_default())
     }
 
     /// Whether any model flag was given.

@@ -115,6 +115,11 @@ impl ModelSetup {
         }
     }
 
+    /// This setup with the backbone's precision `precision`.
+    pub fn with_precision(self, precision: PrecisionChoice) -> Self {
+        Self { precision, ..self }
+    }
+
     /// The first problem of this combination, without reading any file.
     pub fn problem(&self) -> Option<SetupProblem> {
         if self.bundle.is_some() && (self.manifest.is_some() || matches!(self.projector, ProjectorChoice::Folder(_))) {

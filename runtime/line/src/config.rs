@@ -449,16 +449,14 @@ impl ModelConfig {
     /// The model this section names, checking no signature (see [`BoxConfig::setup`] for the
     /// box's own trust).
     pub fn setup(&self) -> ModelSetup {
-        ModelSetup {
-            precision: self.precision,
-            ..ModelSetup::spelled(
-                self.bundle.as_deref(),
-                self.manifest.as_deref(),
-                self.projector.as_deref(),
-                self.sensitivity,
-                self.threads,
-            )
-        }
+        ModelSetup::spelled(
+            self.bundle.as_deref(),
+            self.manifest.as_deref(),
+            self.projector.as_deref(),
+            self.sensitivity,
+            self.threads,
+        )
+        .with_precision(self.precision)
     }
 }
 
