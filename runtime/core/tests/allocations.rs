@@ -13,6 +13,7 @@ use edge_ad_core::backbone::Backbone;
 use edge_ad_core::calibrate::{self, CalibrationSettings};
 use edge_ad_core::model::Model;
 use edge_ad_core::pipeline::Extractor;
+use edge_ad_core::precision::Precision;
 use edge_ad_core::projector::Projector;
 use edge_ad_core::residual::{ReferenceBank, SearchScratch};
 use image::RgbImage;
@@ -76,7 +77,22 @@ fn part(seed: u32) -> RgbImage {
 
 #[test]
 fn a_frame_allocates_nothing_beyond_what_tract_allocates_inside_its_runs() {
-    let model = Model::embedded_default().unwrap();
+    frame_allocations(Precision::F32);
+}
+
+/// The f16 backbone (emulated off Arm) converts its input through a buffer kept between frames.
+#[test]
+fn an_f16_frame_allocates_nothing_of_ours_either() {
+    frame_allocations(Precision::F16);
+}
+
+/// One measurement at a time: the count is global (the harness runs tests on parallel threads).
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn frame_allocations(precision: Precision) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut model = Model::embedded_default().unwrap();
+    model.precision = precision;
     let projector = Projector::open(None, &model, 224).unwrap();
     let settings = CalibrationSettings { threads: 1, ..Default::default() };
     let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("{k}.png"), part(k))).collect();
@@ -152,5 +168,7 @@ fn a_frame_allocates_nothing_beyond_what_tract_allocates_inside_its_runs() {
         }
     });
     assert_eq!(ours, 0, "the nearest-neighbour search and subtraction allocate nothing");
-    eprintln!("allocations per frame: {tract} inside tract's runs, {resize} inside the resize, none of ours");
+    eprintln!(
+        "{precision}: allocations per frame: {tract} inside tract's runs, {resize} inside the resize, none of ours"
+    );
 }
