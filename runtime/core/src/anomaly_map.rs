@@ -131,6 +131,12 @@ fn add_bilinear(grid: &[f32], h: usize, w: usize, side: usize, rows: &mut Vec<f3
             0.0
         }
     };
+    if h == 0 || w == 0 || grid.len() < h * w {
+        // The frame path never builds such a grid; were one to come, the map (and so the image
+        // score) is NaN, which is NG, rather than a map without that level.
+        out.iter_mut().for_each(|v| *v = f32::NAN);
+        return;
+    }
     let (sy, sx) = (scale(h), scale(w));
     let rows = crate::residual::sized(rows, h * side, 0.0);
     for (grid_row, row) in grid.chunks_exact(w).zip(rows.chunks_exact_mut(side)) {
@@ -318,6 +324,15 @@ mod tests {
         let (mut a, mut b) = (MapBuilder::with_rule(64, rule), MapBuilder::with_rule(64, rule));
         let (sa, sb) = (a.build([(&spot[..], 8, 8)]).1, b.build([(&area[..], 8, 8)]).1);
         assert!(sb > sa * 1.5, "area {sb} vs spot {sa}");
+    }
+
+    #[test]
+    fn an_empty_or_short_grid_makes_the_score_nan() {
+        let mut b = MapBuilder::new(16);
+        let ok = [0.5; 4];
+        assert!(b.build([(&ok[..], 2, 2), (&[][..], 0, 0)]).1.is_nan());
+        assert!(b.build([(&ok[..3], 2, 2)]).1.is_nan());
+        assert!((b.build([(&ok[..], 2, 2)]).1 - 0.5).abs() < 1e-6);
     }
 
     #[test]
