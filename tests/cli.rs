@@ -39,13 +39,13 @@ fn calibrate_run_and_eval_on_generated_parts() {
     assert!(t.stats.scores.iter().all(|s| *s <= t.value && *s > 0.0));
     assert_eq!(c.image_score, ImageScore::TopMean { fraction: 0.02 });
     assert_eq!(summary["image_score"], "top:0.02");
+    let part_path = cat.join("test/good/000.png");
+    let part = s(&part_path);
     // Logs captured to a file or a pipe are plain text: colours only on a terminal.
-    let r = edge_ad(&["-vv", "run", "--calibration", s(&calib), "--source", s(&cat.join("test/good/000.png"))]);
+    let r = edge_ad(&["-vv", "run", "--calibration", s(&calib), "--source", part]);
     assert!(r.ok && r.stderr.contains("DEBUG") && !r.stderr.contains('\x1b'), "{}", r.stderr);
     // The backbone's precision: auto is f32 on x86; f16 asked for by name runs (emulated) and
     // scores the same part close to f32 with the same calibration.
-    let part_path = cat.join("test/good/000.png");
-    let part = s(&part_path);
     let score = |extra: &[&str]| {
         let mut args = vec!["-v", "run", "--calibration", s(&calib), "--source", part, "--json"];
         args.extend_from_slice(extra);

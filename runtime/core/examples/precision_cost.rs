@@ -5,15 +5,16 @@
 //!     cargo run --release -p edge-ad-core --example precision_cost [INT8_QDQ.onnx]
 //!
 //! f16 is a speed figure only on an Arm core with FP16 arithmetic; elsewhere tract emulates it.
-//! The int8 file (shared/models/effnet_lite0_feat_int8_qdq_mixed.onnx) is compiled like the box's
-//! graph (fixed input, channel-last convolutions). README, *Precision per board*, quotes it.
+//! The int8 file (shared/models/effnet_lite0_feat_int8_qdq_mixed.onnx) is compiled by the box's
+//! own `Backbone::new` (fixed input, channel-last convolutions). README, *Precision per board*,
+//! quotes it.
 
 use std::time::Instant;
 
 use edge_ad_core::backbone::Backbone;
 use edge_ad_core::model::Model;
 use edge_ad_core::precision::{cpu_has_f16_arithmetic, Precision};
-use tract_onnx::prelude::*;
+use tract_onnx::prelude::{TractError, TractResult};
 
 const RUNS: usize = 30;
 const SIDE: usize = 224;
@@ -50,22 +51,12 @@ fn main() -> TractResult<()> {
         println!("{precision:>5}  {ms:>8.2} ms");
     }
     if let Some(path) = std::env::args().nth(1) {
-        let model = Model::embedded_default().map_err(err)?;
-        let outputs: Vec<&str> = model.manifest.levels.iter().map(|l| l.output.as_str()).collect();
-        let mut graph = tract_onnx::onnx()
-            .with_ignore_output_shapes(true)
-            .with_ignore_value_info(true)
-            .model_for_path(&path)?
-            .with_input_fact(0, f32::fact([1, 3, SIDE, SIDE]).into())?;
-        graph.select_outputs_by_name(outputs)?;
-        let mut typed = graph.into_typed()?.into_decluttered()?;
-        if let Some(t) = tract_onnx::tract_core::transform::get_transform("conv_nhwc")? {
-            t.transform(&mut typed)?;
-        }
-        let plan = typed.into_optimized()?.into_runnable()?;
-        let tensor = Tensor::from_shape(&[1, 3, SIDE, SIDE], &input)?;
-        let mut state = TypedSimpleState::new(&plan)?;
-        let ms = timed(|| state.run(tvec!(tensor.clone().into_tvalue())).map(|_| ()))?;
+        // The same graph exported with int8 QDQ, compiled by the box's own Backbone::new.
+        let onnx = std::fs::read(&path).map_err(|e| TractError::msg(format!("{path}: {e}")))?;
+        let model = Model { onnx: onnx.into(), origin: path.clone(), ..Model::embedded_default().map_err(err)? };
+        let mut backbone = Backbone::new(&model, SIDE as u32).map_err(err)?;
+        let mut out = backbone.empty_maps();
+        let ms = timed(|| backbone.run_into(&input, &mut out).map_err(err))?;
         println!(" int8  {ms:>8.2} ms  ({path}, QDQ)");
     }
     Ok(())
