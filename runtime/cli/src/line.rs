@@ -93,7 +93,7 @@ pub fn status(a: StatusArgs) -> Result {
     }
     let ms = |k: &str| s["latency_ms"][k].as_f64().map_or("-".to_string(), |v| format!("{v:.1}"));
     println!(
-        "triggers {}  OK {}  NG {}  missed {}  late {}  errors {}  faults {}  archive dropped {}",
+        "triggers {}  OK {}  NG {}  missed {}  late {}  errors {}  faults {}  archive dropped {}  records dropped {}  mqtt dropped {}",
         counters.triggers,
         counters.ok,
         counters.ng,
@@ -101,7 +101,9 @@ pub fn status(a: StatusArgs) -> Result {
         counters.late,
         counters.errors,
         counters.faults,
-        counters.archive_dropped
+        counters.archive_dropped,
+        counters.records_dropped,
+        counters.mqtt_dropped
     );
     println!("latency ms: min {}  mean {}  p95 {}  max {}", ms("min"), ms("mean"), ms("p95"), ms("max"));
     Ok(ExitCode::SUCCESS)

@@ -38,6 +38,49 @@ pub struct BoxConfig {
     /// Whose signatures the box trusts.
     #[serde(default)]
     pub trust: TrustConfig,
+    /// A Modbus TCP server mirroring the lines, the last result and the counters.
+    pub modbus: Option<ModbusConfig>,
+    /// Results published to an MQTT broker.
+    pub mqtt: Option<MqttConfig>,
+}
+
+/// The Modbus TCP server (register map: README, *Modbus TCP*).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModbusConfig {
+    /// Address and port to listen on (Modbus's own port is 502, which needs privileges).
+    pub listen: std::net::SocketAddr,
+}
+
+/// Publishing results to an MQTT broker.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// The broker's host name or address.
+    pub host: String,
+    /// The broker's port.
+    #[serde(default = "default_mqtt_port")]
+    pub port: u16,
+    /// The MQTT client id; absent: `edge-ad-<host name>`.
+    pub client_id: Option<String>,
+    /// Topics go under this; absent: `edge-ad/<host name>`.
+    pub prefix: Option<String>,
+    /// Messages waiting for the broker; more are dropped (and counted), never waited for.
+    #[serde(default = "default_mqtt_queue")]
+    pub queue: usize,
+    /// Keep-alive interval; a broker silent for 1.5 times this is taken as gone.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+}
+
+fn default_mqtt_port() -> u16 {
+    1883
+}
+fn default_mqtt_queue() -> usize {
+    1000
+}
+fn default_keep_alive() -> u64 {
+    5
 }
 
 /// Signatures: bundles signed by a trusted host key, site calibrations by the box's own key.
@@ -195,6 +238,8 @@ pub enum TriggerConfig {
         /// The socket path.
         path: PathBuf,
     },
+    /// A write of 1 to the trigger coil of the Modbus server (`[modbus]`).
+    Modbus,
 }
 
 impl Default for TriggerConfig {
@@ -439,6 +484,31 @@ impl BoxConfig {
         if let Some(a) = &self.archive {
             if a.budget_mib == 0 || a.queue == 0 {
                 return Err("archive.budget_mib and archive.queue must be above 0".into());
+            }
+        }
+        if matches!(self.trigger, TriggerConfig::Modbus) && self.modbus.is_none() {
+            return Err("trigger.kind = \"modbus\" needs a [modbus] section".into());
+        }
+        if let Some(m) = &self.mqtt {
+            if m.host.trim().is_empty() {
+                return Err("mqtt.host is empty".into());
+            }
+            if !(1..=100_000).contains(&m.queue) {
+                return Err(format!("mqtt.queue must be 1..=100000, got {}", m.queue));
+            }
+            if !(1..=3600).contains(&m.keep_alive_s) {
+                return Err(format!("mqtt.keep_alive_s must be 1..=3600, got {}", m.keep_alive_s));
+            }
+            if let Some(p) = &m.prefix {
+                // Wildcards and empty levels would make topics a subscriber cannot tell apart.
+                if p.is_empty() || p.contains(['#', '+', '\0']) || p.starts_with('/') || p.ends_with('/') {
+                    return Err(format!(
+                        "mqtt.prefix must be a topic without wildcards (+, #) or a leading or trailing /, got {p:?}"
+                    ));
+                }
+            }
+            if m.client_id.as_deref().is_some_and(|c| c.is_empty() || c.len() > 64) {
+                return Err("mqtt.client_id must be 1 to 64 characters".into());
             }
         }
         Ok(())

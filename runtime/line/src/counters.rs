@@ -93,6 +93,9 @@ pub struct Counters {
     /// Records that could not be written (a full disk); the verdicts were still shown.
     #[serde(default)]
     pub records_dropped: u64,
+    /// MQTT messages dropped because the queue to the broker was full (or a message too large).
+    #[serde(default)]
+    pub mqtt_dropped: u64,
     /// Trigger-to-verdict latency.
     pub latency: Latency,
     /// When counting started (Unix seconds).
@@ -167,6 +170,7 @@ impl Counters {
             "triggers": self.triggers, "ok": self.ok, "ng": self.ng, "missed": self.missed,
             "late": self.late, "errors": self.errors, "faults": self.faults,
             "archive_dropped": self.archive_dropped, "records_dropped": self.records_dropped,
+            "mqtt_dropped": self.mqtt_dropped,
             "latency_ms": {"count": l.count, "min": l.min_ms, "mean": l.mean_ms(), "p95": l.quantile_ms(0.95), "max": l.max_ms},
         })
     }

@@ -32,6 +32,9 @@ pub enum Error {
     /// The trigger input ended or cannot be used.
     #[error("trigger: {0}")]
     Trigger(String),
+    /// The plant network side cannot start (a Modbus port that cannot be listened on).
+    #[error("{0}")]
+    Plant(String),
     /// A thread of the service cannot be started.
     #[error("cannot start thread {name}: {source}")]
     Thread {

@@ -5,7 +5,8 @@
 //! (edge-ad-plc) with a worker thread on the frame path (edge-ad-core) and typed
 //! [`service::records`]; [`overlay`] draws what the operator sees, [`archive`] keeps NG parts,
 //! [`counters`] counts, [`shots`] captures the operator's good shots for a calibration, and
-//! [`slots`] installs models A/B with rollback.
+//! [`slots`] installs models A/B with rollback. [`plant`] puts the box on the plant network:
+//! Modbus TCP registers and MQTT results, off the frame path.
 //! [`linux`] holds the devices: the V4L2 camera, the GPIO character device and the framebuffer.
 //!
 //! The service is generic over `embedded_hal` output pins, so it runs in-process in tests with
@@ -19,6 +20,7 @@ pub mod error;
 #[cfg(target_os = "linux")]
 pub mod linux;
 pub mod overlay;
+pub mod plant;
 pub mod service;
 pub mod shots;
 pub mod slots;

@@ -1,5 +1,6 @@
-//! What starts an inspection: an edge on a GPIO input, a line on standard input, or a line on a
-//! local socket, each on its own thread sending [`Signal`]s into one channel. (Free-run needs no
+//! What starts an inspection: an edge on a GPIO input, a line on standard input, a line on a
+//! local socket, or a Modbus coil write, each on its own thread sending [`Signal`]s into one
+//! channel. (Free-run needs no
 //! thread: the service triggers itself whenever it is READY.) The PLC's acknowledge input comes
 //! through the same channel.
 
@@ -42,6 +43,8 @@ pub fn spawn<E: Send + 'static>(config: &TriggerConfig, tx: Sender<E>, wrap: fn(
             socket(path, tx, wrap)?;
             Ok(true)
         }
+        // The Modbus server (crate::plant) sends these triggers.
+        TriggerConfig::Modbus => Ok(true),
         #[cfg(target_os = "linux")]
         TriggerConfig::Gpio { chip, line, edge, debounce_ms } => {
             let input = crate::linux::gpio::EdgeInput::open(chip, line, *edge, Duration::from_millis(*debounce_ms))

@@ -3,110 +3,18 @@
 //! for a good part and NG for a defective one, and ends in the safe state. (The same service
 //! against the kernel's gpio-sim and vivid drivers: tests/hil/run.sh.)
 
-use std::convert::Infallible;
+mod common;
+
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use edge_ad_core::calibrate::{self, CalibrationSettings};
-use edge_ad_core::pipeline::Extractor;
-use edge_ad_core::setup::ModelSetup;
+use common::{calibrate_into, levels, outputs, part, pulses, wait_for, Log};
 use edge_ad_line::config::BoxConfig;
-use edge_ad_plc::{Line, Outputs, Polarity};
-use embedded_hal::digital::{ErrorType, OutputPin};
 use image::RgbImage;
-
-/// Every level change of every line, in order: (line, on).
-type Log = Arc<Mutex<Vec<(&'static str, bool)>>>;
-
-/// An output pin that logs its levels (active high: high is on).
-struct LoggedPin {
-    name: &'static str,
-    log: Log,
-}
-
-impl ErrorType for LoggedPin {
-    type Error = Infallible;
-}
-
-impl OutputPin for LoggedPin {
-    fn set_low(&mut self) -> Result<(), Infallible> {
-        self.log.lock().unwrap().push((self.name, false));
-        Ok(())
-    }
-    fn set_high(&mut self) -> Result<(), Infallible> {
-        self.log.lock().unwrap().push((self.name, true));
-        Ok(())
-    }
-}
-
-fn outputs(log: &Log) -> Outputs<LoggedPin> {
-    let line = |name| Some(Line::new(LoggedPin { name, log: log.clone() }, Polarity::ActiveHigh));
-    Outputs {
-        ready: line("ready"),
-        busy: line("busy"),
-        result_valid: line("result_valid"),
-        ok: line("ok"),
-        ng: line("ng"),
-        error: line("error"),
-        missed: line("missed"),
-    }
-}
-
-/// The level each line was last driven to.
-fn levels(log: &Log) -> std::collections::BTreeMap<&'static str, bool> {
-    log.lock().unwrap().iter().copied().collect()
-}
-
-/// How many times `line` went on.
-fn pulses(log: &Log, line: &str) -> usize {
-    log.lock().unwrap().iter().filter(|(n, on)| *n == line && *on).count()
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A textured part (seeded value noise, smooth enough for the backbone to see texture).
-fn part(seed: u32) -> RgbImage {
-    let cell = |x: u32, y: u32| {
-        let h = (x.wrapping_mul(73856093) ^ y.wrapping_mul(19349663) ^ seed.wrapping_mul(83492791))
-            .wrapping_mul(2654435761);
-        (h >> 24) as f32
-    };
-    RgbImage::from_fn(224, 224, |x, y| {
-        let (cx, cy, fx, fy) = (x / 8, y / 8, (x % 8) as f32 / 8.0, (y % 8) as f32 / 8.0);
-        let top = cell(cx, cy) * (1.0 - fx) + cell(cx + 1, cy) * fx;
-        let bottom = cell(cx, cy + 1) * (1.0 - fx) + cell(cx + 1, cy + 1) * fx;
-        let v = (0.5 * (top * (1.0 - fy) + bottom * fy) + 64.0) as u8;
-        image::Rgb([v, v / 2 + 60, 255 - v])
-    })
-}
-
-/// Calibrates the embedded model on `shots` and writes the calibration to `path`, signed with
-/// the box key beside it (`box.key`, made if missing) unless `sign` is false.
-fn calibrate_into(path: &Path, shots: &[(String, RgbImage)], sign: bool) {
-    let station = ModelSetup { threads: Some(1), ..Default::default() }.open().unwrap();
-    let side = station.manifest.input_side;
-    let projector = station.projector(side).unwrap();
-    let mut extractor = Extractor::new(&station, side, side).unwrap();
-    let settings = CalibrationSettings { threads: 1, ..Default::default() };
-    let identity = station.identity(&projector);
-    let calib = calibrate::calibrate(&mut extractor, projector, identity, shots, &settings, 0, &|_| {}).unwrap();
-    let bytes = edge_ad_core::formats::encode(&calib).unwrap();
-    if sign {
-        let key = edge_ad_core::trust::signing_key(&path.with_file_name("box.key")).unwrap();
-        edge_ad_core::trust::sign_file(&key, edge_ad_core::trust::Signed::Calibration, path, &bytes).unwrap();
-    }
-    edge_ad_core::files::write_atomic(path, &bytes).unwrap();
-}
 
 fn trigger(socket: &Path) {
     let mut s = UnixStream::connect(socket).expect("the trigger socket is up");

@@ -93,6 +93,25 @@ impl<P> Outputs<P> {
     }
 }
 
+/// Which output lines are on (logically, before polarity).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LineStates {
+    /// READY.
+    pub ready: bool,
+    /// BUSY.
+    pub busy: bool,
+    /// RESULT-VALID.
+    pub result_valid: bool,
+    /// OK.
+    pub ok: bool,
+    /// NG.
+    pub ng: bool,
+    /// ERROR.
+    pub error: bool,
+    /// MISSED.
+    pub missed: bool,
+}
+
 /// How long a result stays on the lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hold {
@@ -195,6 +214,7 @@ enum ResultState {
     },
     /// On the lines; `until: None` means until acknowledged.
     Showing {
+        shown: Shown,
         until: Option<Micros>,
     },
 }
@@ -248,6 +268,24 @@ impl<P: OutputPin> Handshake<P> {
         &self.out
     }
 
+    /// Which lines the state machine has on, whether or not they are wired (what a fieldbus
+    /// mirror of the lines reports). MISSED is on only while its pulse runs on a wired line.
+    pub fn lines(&self) -> LineStates {
+        let shown = match self.result {
+            ResultState::Showing { shown, .. } => Some(shown),
+            _ => None,
+        };
+        LineStates {
+            ready: self.is_ready(),
+            busy: self.in_flight.is_some(),
+            result_valid: shown.is_some(),
+            ok: shown == Some(Shown::Ok),
+            ng: shown == Some(Shown::Ng),
+            error: self.fault.is_some(),
+            missed: self.missed_until.is_some(),
+        }
+    }
+
     /// A trigger edge at `now`.
     pub fn trigger(&mut self, now: Micros) -> Result<TriggerOutcome, <P as embedded_hal::digital::ErrorType>::Error> {
         if !self.is_ready() {
@@ -296,7 +334,7 @@ impl<P: OutputPin> Handshake<P> {
 
     /// The PLC acknowledged the result shown (hold-until-acknowledged mode).
     pub fn acknowledge(&mut self, now: Micros) -> PinResult<P> {
-        if let ResultState::Showing { until: None } = self.result {
+        if let ResultState::Showing { until: None, .. } = self.result {
             self.clear_result(now)?;
         }
         Ok(())
@@ -352,7 +390,7 @@ impl<P: OutputPin> Handshake<P> {
         }
         match self.result {
             ResultState::Held { shown, due } if now >= due => self.show(now, shown)?,
-            ResultState::Showing { until: Some(until) } if now >= until => self.clear_result(now)?,
+            ResultState::Showing { until: Some(until), .. } if now >= until => self.clear_result(now)?,
             _ => {}
         }
         Ok((notice, self.next_due()))
@@ -369,7 +407,7 @@ impl<P: OutputPin> Handshake<P> {
         }
         match self.result {
             ResultState::Held { due, .. } => at(due),
-            ResultState::Showing { until: Some(until) } => at(until),
+            ResultState::Showing { until: Some(until), .. } => at(until),
             _ => {}
         }
         due
@@ -388,7 +426,7 @@ impl<P: OutputPin> Handshake<P> {
         set(off, false)?;
         set(on, true)?;
         set(&mut self.out.result_valid, true)?;
-        self.result = ResultState::Showing { until: width.map(|w| now.saturating_add(w)) };
+        self.result = ResultState::Showing { shown, until: width.map(|w| now.saturating_add(w)) };
         Ok(())
     }
 
@@ -500,9 +538,10 @@ mod tests {
             Self { hs, levels, broken }
         }
 
-        /// The lines that are on, by name (electrical level translated through polarity).
+        /// The lines that are on, by name (electrical level translated through polarity). Every
+        /// call also checks that [`Handshake::lines`] says the same as the pins.
         fn on(&self) -> Vec<&'static str> {
-            (0..7)
+            let on: Vec<&'static str> = (0..7)
                 .filter(|&i| {
                     let high = self.levels[i].borrow().expect("every line driven");
                     if NAMES[i] == "ng" {
@@ -512,7 +551,12 @@ mod tests {
                     }
                 })
                 .map(|i| NAMES[i])
-                .collect()
+                .collect();
+            let l = self.hs.lines();
+            let logical = [l.ready, l.busy, l.result_valid, l.ok, l.ng, l.error, l.missed];
+            let logical: Vec<&'static str> = (0..7).filter(|&i| logical[i]).map(|i| NAMES[i]).collect();
+            assert_eq!(logical, on, "lines() follows the pins");
+            on
         }
     }
 
@@ -663,5 +707,7 @@ mod tests {
         assert!(hs.is_ready());
         assert!(matches!(hs.trigger(0).unwrap(), TriggerOutcome::Accepted(_)));
         assert!(!hs.is_ready());
+        let l = hs.lines();
+        assert!(l.busy && !l.ready && !l.error, "unwired lines are still reported: {l:?}");
     }
 }

@@ -6,7 +6,10 @@
 //!   job, inspects it, sends the verdict back, and only then draws the overlay for the archive
 //!   and the display; it also reports whether the box can inspect (camera present, calibration
 //!   loaded) whenever that changes, and keeps retrying what is missing;
-//! - trigger threads feed signals (see [`crate::trigger`]); the archive writes on its own.
+//! - trigger threads feed signals (see [`crate::trigger`]); the archive writes on its own;
+//! - the plant thread ([`crate::plant`], when `[modbus]` or `[mqtt]` is configured) mirrors the
+//!   lines and results over Modbus TCP and publishes every record to MQTT; the main loop only
+//!   writes its board and offers to its bounded queue, never waits on it.
 //!
 //! The lines are in the safe state until the worker says the box can inspect, and go back to it
 //! on every fault, on SIGTERM/SIGINT, and on the way out. [`serve_on`] runs over any
@@ -23,13 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edge_ad_core::decision::Verdict;
-use edge_ad_plc::{Fault, Handshake, Hold, Notice, Outputs, Shown, Timing, TriggerOutcome, VerdictOutcome};
+use edge_ad_plc::{Fault, Handshake, Hold, LineStates, Notice, Outputs, Shown, Timing, TriggerOutcome, VerdictOutcome};
 use embedded_hal::digital::OutputPin;
 
 use crate::archive::Archive;
 use crate::config::{BoxConfig, TriggerConfig};
 use crate::counters::{bump, Counters};
 use crate::error::{Error, Result};
+use crate::plant::{Counts, Plant};
 use crate::trigger::{self, Signal};
 use records::{Event, Records};
 use worker::{Display, Done, Job, Report, Worker};
@@ -127,6 +131,12 @@ struct Service {
     closing: bool,
     /// Counters changed since they were last saved.
     dirty: bool,
+    /// Modbus and MQTT, when configured.
+    plant: Option<Plant>,
+    /// What the plant's board last got: the lines, the fault and the counts.
+    mirrored: Option<(LineStates, Option<Fault>, Counts)>,
+    /// MQTT drops counted before this run (from the counters file).
+    mqtt_dropped_before: u64,
 }
 
 impl Service {
@@ -151,7 +161,8 @@ impl Service {
         let footer = Arc::new(Mutex::new(counters.short_line()));
         let archive = config.archive.as_ref().map(Archive::start).transpose()?;
         let dropped = archive.as_ref().map(|a| (counters.archive_dropped, a.dropped_handle()));
-        let mut records = Records::open(config.records.path.as_deref())?;
+        let records = Records::open(config.records.path.as_deref())?;
+        let plant = Plant::start(config, tx.clone(), Heard::Line).map_err(|e| Error::bad_file(config_path, e))?;
 
         let (jobs, jobs_rx) = channel::<Job>();
         let worker = {
@@ -161,10 +172,8 @@ impl Service {
                 .spawn(move || worker.run(jobs_rx, tx, Heard::Worker))
                 .map_err(|source| Error::Thread { name: "inspect".into(), source })?
         };
-        if let Err(e) = records.write(Event::Start { config: config_path.display().to_string() }) {
-            tracing::error!("records: {e}");
-        }
-        Ok(Self {
+        let mqtt_dropped_before = counters.mqtt_dropped;
+        let mut service = Self {
             rx,
             jobs,
             worker,
@@ -178,7 +187,12 @@ impl Service {
             stalled: None,
             closing: false,
             dirty: false,
-        })
+            plant,
+            mirrored: None,
+            mqtt_dropped_before,
+        };
+        service.record(Event::Start { config: config_path.display().to_string() });
+        Ok(service)
     }
 
     fn run<P>(mut self, hs: &mut Handshake<P>, stop: &AtomicBool) -> Result<()>
@@ -197,6 +211,7 @@ impl Service {
             }
             let (notice, due) = hs.poll(now()).map_err(Error::plc)?;
             self.on_notice(notice);
+            self.mirror(hs);
             if self.closing && (hs.is_ready() || hs.fault().is_some()) {
                 break;
             }
@@ -247,9 +262,19 @@ impl Service {
         }
         self.record(Event::Stop);
         self.save();
+        hs.shutdown().map_err(Error::plc)?;
+        if let Some(p) = self.plant.take() {
+            p.update(|b| b.lines = hs.lines());
+            // MQTT gets a moment to send what is queued; what never reaches the broker is
+            // counted as dropped.
+            let dropped = self.mqtt_dropped_before + p.stop();
+            if dropped != self.counters.mqtt_dropped {
+                self.mqtt_dropped_before = dropped;
+                self.save();
+            }
+        }
         let Self { jobs, worker, .. } = self;
         drop(jobs);
-        hs.shutdown().map_err(Error::plc)?;
         // The worker ends when the job channel closes, after its current part; the archive then
         // writes what is queued.
         let _ = worker.join();
@@ -274,13 +299,44 @@ impl Service {
         Error::Thread { name: "inspect".into(), source: std::io::Error::other(why) }
     }
 
-    /// Writes one record. A record that cannot be written (a full disk) is logged and counted,
-    /// never the end of the service: the PLC's lines do not depend on it.
+    /// Writes one record, and offers it to MQTT. A record that cannot be written (a full disk)
+    /// is logged and counted, never the end of the service: the PLC's lines do not depend on it.
     fn record(&mut self, event: Event) {
-        if let Err(e) = self.records.write(event) {
+        let written = event.encode().and_then(|line| {
+            if let Some(p) = &self.plant {
+                p.publish(event.topic(), line.clone(), false);
+            }
+            self.records.write_encoded(&line)
+        });
+        if let Err(e) = written {
             bump(&mut self.counters.records_dropped);
             self.dirty = true;
             tracing::error!("records: {e}");
+        }
+    }
+
+    /// The counts the plant's board shows.
+    fn counts(&self) -> Counts {
+        let c = &self.counters;
+        Counts {
+            triggers: c.triggers,
+            ok: c.ok,
+            ng: c.ng,
+            missed: c.missed,
+            late: c.late,
+            errors: c.errors,
+            faults: c.faults,
+            mqtt_dropped: self.mqtt_dropped_before + self.plant.as_ref().map_or(0, Plant::mqtt_dropped),
+        }
+    }
+
+    /// Copies the lines, the fault and the counts to the plant's board when they changed.
+    fn mirror<P: OutputPin>(&mut self, hs: &Handshake<P>) {
+        let Some(plant) = &self.plant else { return };
+        let now = (hs.lines(), hs.fault(), self.counts());
+        if self.mirrored != Some(now) {
+            plant.update(|b| (b.lines, b.fault, b.counts) = now);
+            self.mirrored = Some(now);
         }
     }
 
@@ -288,8 +344,15 @@ impl Service {
         if let Some((before, now)) = &self.dropped {
             self.counters.archive_dropped = before + now.load(Ordering::Relaxed);
         }
+        self.counters.mqtt_dropped = self.counts().mqtt_dropped;
         if let Err(e) = self.counters.save(&self.counters_path) {
             tracing::error!("counters: {e}");
+        }
+        if let Some(p) = &self.plant {
+            // A retained snapshot: a dashboard that subscribes later sees the latest at once.
+            if let Ok(snapshot) = serde_json::to_vec(&self.counters.summary()) {
+                p.publish("counters", snapshot, true);
+            }
         }
         if let Ok(mut f) = self.footer.lock() {
             *f = self.counters.short_line();
@@ -413,6 +476,15 @@ impl Service {
         };
         if let Ok(mut f) = self.footer.lock() {
             *f = self.counters.short_line();
+        }
+        if let Some(p) = &self.plant {
+            p.update(|b| {
+                b.results = b.results.wrapping_add(1);
+                b.part = done.id;
+                b.verdict = Some(if late { Verdict::Ng } else { verdict });
+                b.score = score.unwrap_or(f32::NAN);
+                b.threshold = threshold.unwrap_or(f32::NAN);
+            });
         }
         let finite = |v: Option<f32>| v.filter(|v| v.is_finite());
         self.record(Event::Verdict {

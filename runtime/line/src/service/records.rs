@@ -65,6 +65,24 @@ pub enum Event {
     Stop,
 }
 
+impl Event {
+    /// The MQTT topic leaf this event goes to: `verdict`, `fault`, or `event` for the rest.
+    pub fn topic(&self) -> &'static str {
+        match self {
+            Self::Verdict { .. } => "verdict",
+            Self::Fault { .. } => "fault",
+            _ => "event",
+        }
+    }
+
+    /// The record as one JSON object (no newline), stamped with the time: what the records
+    /// file and MQTT both carry.
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let line = Line { event: self, time_unix_ms: super::unix_ms() as u64 };
+        serde_json::to_vec(&line).map_err(|e| Error::Encode { what: "record", reason: e.to_string() })
+    }
+}
+
 #[derive(Serialize)]
 struct Line<'a> {
     #[serde(flatten)]
@@ -98,9 +116,13 @@ impl Records {
     /// Writes one record, stamped with the time, as one line in one `write`. In a file the line
     /// is complete or absent: a write that fails part-way (a full disk) is cut back off.
     pub fn write(&mut self, event: Event) -> Result<()> {
-        let line = Line { event: &event, time_unix_ms: super::unix_ms() as u64 };
-        let mut text =
-            serde_json::to_vec(&line).map_err(|e| Error::Encode { what: "record", reason: e.to_string() })?;
+        self.write_encoded(&event.encode()?)
+    }
+
+    /// Writes one record already [`Event::encode`]d, as [`Self::write`] does.
+    pub fn write_encoded(&mut self, encoded: &[u8]) -> Result<()> {
+        let mut text = Vec::with_capacity(encoded.len() + 1);
+        text.extend_from_slice(encoded);
         text.push(b'\n');
         match &mut self.out {
             Out::File(f, path) => {
