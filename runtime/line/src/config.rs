@@ -605,6 +605,13 @@ result_offset_ms = 60
 [archive]
 dir = "/var/lib/edge-ad/archive"
 ok_every = 100
+
+[modbus]
+listen = "0.0.0.0:5020"
+
+[mqtt]
+host = "broker.plant.local"
+prefix = "plant/line3/box1"
 "#;
 
     #[test]
@@ -621,6 +628,9 @@ ok_every = 100
         assert_eq!(c.archive.unwrap().budget_mib, 512);
         assert_eq!(c.counters.path, PathBuf::from("/var/lib/edge-ad/counters.json"));
         assert_eq!(c.model.precision, PrecisionChoice::Auto);
+        assert_eq!(c.modbus.as_ref().unwrap().listen.port(), 5020);
+        let mqtt = c.mqtt.as_ref().unwrap();
+        assert_eq!((mqtt.port, mqtt.queue, mqtt.keep_alive_s, mqtt.client_id.as_deref()), (1883, 1000, 5, None));
         let f32 = BoxConfig::parse(&FULL.replace("sensitivity = 1.2", "precision = \"f32\"")).unwrap();
         assert_eq!(f32.model.setup().precision, PrecisionChoice::F32);
     }
@@ -639,10 +649,22 @@ ok_every = 100
             ("kind = \"camera\"", "kind = \"webcam\"", "webcam"),
             ("ng = { line = 4, active = \"low\" }", "ng = { line = 4, active = \"lo\" }", "lo"),
             ("ok = { line = 3 }\nng = { line = 4, active = \"low\" }", "", "neither plc.ok nor plc.ng"),
+            ("listen = \"0.0.0.0:5020\"", "listen = \"0.0.0.0\"", "invalid socket address"),
+            ("[modbus]\nlisten = \"0.0.0.0:5020\"", "", "trigger.kind = \"modbus\" needs a [modbus] section"),
+            ("prefix = \"plant/line3/box1\"", "prefix = \"plant/#\"", "mqtt.prefix must be a topic"),
+            ("prefix = \"plant/line3/box1\"", "queue = 0", "mqtt.queue must be 1..=100000"),
+            ("prefix = \"plant/line3/box1\"", "keep_alive_s = 0", "mqtt.keep_alive_s"),
+            ("host = \"broker.plant.local\"", "host = \" \"", "mqtt.host is empty"),
+            ("host = \"broker.plant.local\"", "host = \"b\"\nport = 70000", "70000"),
         ];
         for (from, to, needle) in cases {
             assert!(FULL.contains(from), "{from}");
-            let err = BoxConfig::parse(&FULL.replace(from, to)).unwrap_err();
+            let mut text = FULL.replace(from, to);
+            if needle.contains("needs a [modbus]") {
+                text = text
+                    .replace("kind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = \"TRIGGER_IN\"", "kind = \"modbus\"");
+            }
+            let err = BoxConfig::parse(&text).unwrap_err();
             assert!(err.contains(needle), "{to:?}: {err}");
         }
         let err = BoxConfig::parse("[source]\nkind = \"folder\"\npath = \"x\"").unwrap_err();

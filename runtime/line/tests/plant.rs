@@ -253,6 +253,19 @@ box_key = "{r}/box.key"
         std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
     };
     wait_for("the Modbus server", Duration::from_secs(30), || connectable(modbus_port));
+    {
+        // Clients beyond the limit are turned away (closed at once); the others stay served.
+        use std::io::Read;
+        let limit = edge_ad_line::plant::modbus::MAX_CLIENTS;
+        let open: Vec<std::net::TcpStream> =
+            (0..limit).map(|_| std::net::TcpStream::connect(("127.0.0.1", modbus_port)).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut extra = std::net::TcpStream::connect(("127.0.0.1", modbus_port)).unwrap();
+        extra.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(extra.read(&mut [0u8; 8]).unwrap_or(usize::MAX), 0, "client {} is closed at once", limit + 1);
+        drop(open);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     let started = Instant::now();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plant/modbus_plc.py");

@@ -139,27 +139,51 @@ impl Registers {
     }
 }
 
-impl tokio_modbus::server::Service for Registers {
+/// Clients served at once; more are turned away (a PLC and a SCADA poller or two is the use).
+pub const MAX_CLIENTS: usize = 16;
+
+/// Serves Modbus TCP on `listener` until the runtime stops. A failed accept (out of file
+/// descriptors) is logged and the server goes on a second later.
+pub(super) async fn serve(listener: tokio::net::TcpListener, registers: Registers) {
+    let server = tokio_modbus::server::tcp::Server::new(listener);
+    // Every connection's service holds a clone of this: its count is the clients connected.
+    let clients = Arc::new(());
+    let on_connected = |stream, address| {
+        let registers = registers.clone();
+        let ticket = clients.clone();
+        async move {
+            if Arc::strong_count(&ticket) > MAX_CLIENTS + 1 {
+                tracing::warn!("modbus: {address} turned away: {MAX_CLIENTS} clients already");
+                return Ok(None);
+            }
+            tokio_modbus::server::tcp::accept_tcp_connection(stream, address, |_| {
+                Ok(Some(Client { registers: registers.clone(), _ticket: ticket.clone() }))
+            })
+        }
+    };
+    let on_error = |e: std::io::Error| tracing::debug!("modbus: a client connection ended: {e}");
+    loop {
+        if let Err(e) = server.serve(&on_connected, on_error).await {
+            tracing::error!("modbus: accepting a client failed: {e}");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// One connection's service: the registers, and its place among the clients.
+struct Client {
+    registers: Registers,
+    _ticket: Arc<()>,
+}
+
+impl tokio_modbus::server::Service for Client {
     type Request = Request<'static>;
     type Response = Response;
     type Exception = ExceptionCode;
     type Future = Ready<Result<Response, ExceptionCode>>;
 
     fn call(&self, request: Request<'static>) -> Self::Future {
-        ready(self.answer(request))
-    }
-}
-
-/// Serves Modbus TCP on `listener` until the runtime stops.
-pub(super) async fn serve(listener: tokio::net::TcpListener, registers: Registers) {
-    let server = tokio_modbus::server::tcp::Server::new(listener);
-    let on_connected = |stream, address| {
-        let registers = registers.clone();
-        async move { tokio_modbus::server::tcp::accept_tcp_connection(stream, address, |_| Ok(Some(registers.clone()))) }
-    };
-    let on_error = |e: std::io::Error| tracing::debug!("modbus: a client connection ended: {e}");
-    if let Err(e) = server.serve(&on_connected, on_error).await {
-        tracing::error!("modbus: the server stopped: {e}");
+        ready(self.registers.answer(request))
     }
 }
 
