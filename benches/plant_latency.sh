@@ -6,10 +6,12 @@
 #   bash benches/plant_latency.sh [PARTS] [ROUNDS]
 #
 # Attached: [modbus] with a pymodbus client reading every register and discrete input 100 times a
-# second, and [mqtt] to a Mosquitto broker (started here) with mosquitto_sub watching every topic.
-# Without: neither section. Free-run over PARTS parts (default 200) of the generated `weave`
-# category, ROUNDS rounds (default 3). Needs mosquitto, mosquitto_sub and pymodbus
-# (runtime/line/tests/plant/requirements.txt). EDGE_AD names a prebuilt binary; otherwise the
+# second, [mqtt] to a Mosquitto broker (started here) with mosquitto_sub watching every topic, and
+# [web] with the operator's page open in headless Chromium (runtime/line/tests/plant/browser.py
+# watch: the page polls its state every second and the live view, and the script reads the
+# verdict table twice a second). Without: none of the three. Free-run over PARTS parts (default 200) of the generated `weave`
+# category, ROUNDS rounds (default 3). Needs mosquitto, mosquitto_sub, pymodbus
+# (runtime/line/tests/plant/requirements.txt), chromium, chromium-driver and selenium. EDGE_AD names a prebuilt binary; otherwise the
 # release build is made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +26,7 @@ work=$(mktemp -d)
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  pkill -KILL -f "$work/chromium" 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -35,9 +38,9 @@ mkdir "$work/replay"
 ls "$cat_dir"/test/*/*.png | sort | head -"$PARTS" | while read -r p; do
   ln -s "$p" "$work/replay/$(basename "$(dirname "$p")")-$(basename "$p")"
 done
-read -r broker_port modbus_port < <(python3 -c '
+read -r broker_port modbus_port web_port < <(python3 -c '
 import socket
-s = [socket.socket() for _ in range(2)]
+s = [socket.socket() for _ in range(3)]
 for x in s: x.bind(("127.0.0.1", 0))
 print(*[x.getsockname()[1] for x in s])')
 
@@ -68,6 +71,7 @@ TOML
   if [ "$1" = attached ]; then
     printf '[modbus]\nlisten = "127.0.0.1:%s"\n[mqtt]\nhost = "127.0.0.1"\nport = %s\nprefix = "edge-ad/bench"\n' \
       "$modbus_port" "$broker_port"
+    printf '[web]\nlisten = "127.0.0.1:%s"\n' "$web_port"
   fi
 }
 
@@ -95,15 +99,28 @@ for round in $(seq "$ROUNDS"); do
   for variant in plain attached; do
     config "$variant" "$round" > "$work/$variant.toml"
     poller=
+    browser=
     if [ "$variant" = attached ]; then
       poll &
       poller=$!
+      # The browser up first; it opens the page as soon as the box listens.
+      setsid python3 runtime/line/tests/plant/browser.py watch "http://127.0.0.1:$web_port/" \
+        "$work/page-$round.jsonl" "$work/chromium-$round" 2>/dev/null &
+      browser=$!
+      for _ in $(seq 600); do grep -q browser "$work/page-$round.jsonl" 2>/dev/null && break; sleep 0.1; done
     fi
     start=$(date +%s.%N)
     "$EDGE_AD" serve --config "$work/$variant.toml" 2>/dev/null
     end=$(date +%s.%N)
     echo "$variant $round $start $end" >> "$work/times"
     [ -n "$poller" ] && { kill "$poller" 2>/dev/null || true; wait "$poller" 2>/dev/null || true; }
+    if [ -n "$browser" ]; then # the script, its driver and the browser: one process group
+      kill -KILL -- "-$browser" 2>/dev/null || true
+      pkill -KILL -f "$work/chromium-$round" 2>/dev/null || true
+      wait "$browser" 2>/dev/null || true
+      rows=$(grep -c '"part"' "$work/page-$round.jsonl" || true)
+      echo "round $round: the page showed $rows verdicts" >&2
+    fi
   done
 done
 

@@ -100,6 +100,9 @@ pub enum Command {
     Install(InstallArgs),
     /// Switch back to the model slot the box ran before the last install.
     Rollback(RollbackArgs),
+    /// Read a password from standard input (one line) and print its Argon2id hash, for box.toml's
+    /// `web.users`.
+    HashPassword,
 }
 
 /// `--json`.

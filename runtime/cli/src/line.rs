@@ -108,3 +108,22 @@ pub fn status(a: StatusArgs) -> Result {
     println!("latency ms: min {}  mean {}  p95 {}  max {}", ms("min"), ms("mean"), ms("p95"), ms("max"));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `edge-ad hash-password`: one line from standard input (the password, without its newline)
+/// to an Argon2id hash in PHC format on standard output, for box.toml's `web.users`.
+pub fn hash_password() -> Result {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| {
+        crate::Error::Usage(format!("hash-password: cannot read the password from standard input: {e}"))
+    })?;
+    let password = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line);
+    if password.len() < 8 {
+        return Err(crate::Error::Usage(
+            "hash-password: a password of at least 8 characters, on standard input".into(),
+        ));
+    }
+    let hash =
+        edge_ad_line::plant::web::hash(password).map_err(|e| crate::Error::Usage(format!("hash-password: {e}")))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
+}

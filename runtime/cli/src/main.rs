@@ -84,9 +84,13 @@ fn main() -> ExitCode {
         Command::Status(a) if !cli.model.any() => line::status(a),
         Command::Install(a) if !cli.model.any() => line::install(a),
         Command::Rollback(a) if !cli.model.any() => line::rollback(a),
-        Command::Serve(_) | Command::Status(_) | Command::Install(_) | Command::Rollback(_) => Err(Error::Usage(
-            "serve, status, install and rollback read the model from box.toml: leave out the model flags".into(),
-        )),
+        Command::HashPassword if !cli.model.any() => line::hash_password(),
+        Command::Serve(_) | Command::Status(_) | Command::Install(_) | Command::Rollback(_) | Command::HashPassword => {
+            Err(Error::Usage(
+                "serve, status, install, rollback and hash-password take no model flags (box.toml names the model)"
+                    .into(),
+            ))
+        }
         Command::Calibrate(a) => calibrate::calibrate(&cli.model, a),
         Command::Run(a) => run::run(&cli.model, a),
         Command::Eval(a) => evaluate::eval(&cli.model, a),

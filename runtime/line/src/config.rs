@@ -42,6 +42,27 @@ pub struct BoxConfig {
     pub modbus: Option<ModbusConfig>,
     /// Results published to an MQTT broker.
     pub mqtt: Option<MqttConfig>,
+    /// The operator's web page.
+    pub web: Option<WebConfig>,
+}
+
+/// The operator's web page (README, *The operator's web page*).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Address and port to listen on.
+    pub listen: std::net::SocketAddr,
+    /// Who may change the box: user name → Argon2id hash (`edge-ad hash-password`). None: the
+    /// page only shows.
+    #[serde(default)]
+    pub users: std::collections::BTreeMap<String, String>,
+    /// A session ends after this long without use.
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u64,
+}
+
+fn default_session_minutes() -> u64 {
+    30
 }
 
 /// The Modbus TCP server (register map: README, *Modbus TCP*).
@@ -488,6 +509,24 @@ impl BoxConfig {
         }
         if matches!(self.trigger, TriggerConfig::Modbus) && self.modbus.is_none() {
             return Err("trigger.kind = \"modbus\" needs a [modbus] section".into());
+        }
+        if let Some(w) = &self.web {
+            if !(1..=24 * 60).contains(&w.session_minutes) {
+                return Err(format!("web.session_minutes must be 1..=1440, got {}", w.session_minutes));
+            }
+            for (user, hash) in &w.users {
+                if user.is_empty()
+                    || user.len() > 32
+                    || !user.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(format!("web.users: a user name is 1 to 32 letters, digits, - or _, got {user:?}"));
+                }
+                if !crate::plant::web::is_argon2id(hash) {
+                    return Err(format!(
+                        "web.users.{user}: not an Argon2id hash (make one with `edge-ad hash-password`)"
+                    ));
+                }
+            }
         }
         if let Some(m) = &self.mqtt {
             if m.host.trim().is_empty() {

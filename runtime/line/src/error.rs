@@ -35,6 +35,9 @@ pub enum Error {
     /// The plant network side cannot start (a Modbus port that cannot be listened on).
     #[error("{0}")]
     Plant(String),
+    /// A teach from the operator's page cannot go on (too few or too many shots).
+    #[error("teach: {0}")]
+    Teach(String),
     /// A thread of the service cannot be started.
     #[error("cannot start thread {name}: {source}")]
     Thread {

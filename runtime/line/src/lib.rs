@@ -6,7 +6,8 @@
 //! [`service::records`]; [`overlay`] draws what the operator sees, [`archive`] keeps NG parts,
 //! [`counters`] counts, [`shots`] captures the operator's good shots for a calibration, and
 //! [`slots`] installs models A/B with rollback. [`plant`] puts the box on the plant network:
-//! Modbus TCP registers and MQTT results, off the frame path.
+//! Modbus TCP registers, MQTT results and the operator's web page, off the frame path;
+//! [`teach`] makes a new calibration from shots taken from that page.
 //! [`linux`] holds the devices: the V4L2 camera, the GPIO character device and the framebuffer.
 //!
 //! The service is generic over `embedded_hal` output pins, so it runs in-process in tests with
@@ -25,6 +26,7 @@ pub mod service;
 pub mod shots;
 pub mod slots;
 pub mod sources;
+pub mod teach;
 pub mod trigger;
 
 pub use error::{Error, Result};

@@ -1,17 +1,21 @@
 //! The box on the plant network, against real peers: a Mosquitto broker (Debian's, started here),
 //! `mosquitto_sub` watching every topic, and a PLC played over Modbus TCP by pymodbus (an
 //! independent client, `plant/modbus_plc.py`) that triggers every part through the trigger coil.
-//! The broker is stopped and restarted in the middle of the run.
+//! The operator's web page is open in headless Chromium (`plant/browser.py watch`) for the first
+//! part of the run. The broker is stopped and restarted in the middle of the run, and the browser
+//! is killed at the same moment.
 //!
 //! Checked: every verdict the PLC lines show is the same, in the same order, in the records, in
-//! the Modbus registers and on MQTT (same part, verdict and score); the broker's outage changes
-//! nothing on the lines and loses no MQTT message (none dropped: the queue holds them until the
-//! broker is back); the status topic says online, then offline at the end.
+//! the Modbus registers and on MQTT (same part, verdict and score), and every verdict the page
+//! showed is the same too; the broker's outage and the browser's death change nothing on the
+//! lines and lose no MQTT message (none dropped: the queue holds them until the broker is back);
+//! the status topic says online, then offline at the end.
 //!
-//! Needs `mosquitto`, `mosquitto_sub` (Debian: mosquitto, mosquitto-clients) and pymodbus
-//! (`runtime/line/tests/plant/requirements.txt`). Without them the test says so and passes,
-//! unless `EDGE_AD_PLANT_TEST=required` (CI sets it). `EDGE_AD_PLANT_PARTS` sets the number of
-//! parts (default 1000).
+//! Needs `mosquitto`, `mosquitto_sub` (Debian: mosquitto, mosquitto-clients), pymodbus
+//! (`runtime/line/tests/plant/requirements.txt`), and Chromium, chromedriver and Selenium (Debian:
+//! chromium, chromium-driver; pip: selenium). Without them the test says so and passes, unless
+//! `EDGE_AD_PLANT_TEST=required` (CI sets it). `EDGE_AD_PLANT_PARTS` sets the number of parts
+//! (default 1000).
 
 mod common;
 
@@ -58,6 +62,7 @@ fn peers_missing() -> Option<String> {
         ("mosquitto", runs(mosquitto(), &["-h"])),
         ("mosquitto_sub", runs("mosquitto_sub", &["--help"])),
         ("pymodbus", succeeds("python3", &["-c", "import pymodbus.client"])),
+        ("chromium, chromedriver or selenium", common::browser_missing().is_none()),
     ]
     .into_iter()
     .filter(|(_, ok)| !ok)
@@ -186,7 +191,7 @@ fn every_verdict_is_the_same_on_the_lines_modbus_and_mqtt_through_a_broker_resta
     }
     calibrate_into(&root.join("site.calib"), &shots, true);
 
-    let (broker_port, modbus_port) = (free_port(), free_port());
+    let (broker_port, modbus_port, web_port) = (free_port(), free_port(), free_port());
     let mut broker = Broker::start(root, broker_port);
     let watch = root.join("watch.out");
     let watcher = Command::new("mosquitto_sub")
@@ -232,6 +237,9 @@ port = {broker_port}
 prefix = "edge-ad/test"
 client_id = "box-under-test"
 
+[web]
+listen = "127.0.0.1:{web_port}"
+
 [counters]
 path = "{r}/counters.json"
 
@@ -253,6 +261,8 @@ box_key = "{r}/box.key"
         std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
     };
     wait_for("the Modbus server", Duration::from_secs(30), || connectable(modbus_port));
+    // The probes above were clients too: their connections end first, or one would hold a place.
+    std::thread::sleep(Duration::from_millis(500));
     {
         // Clients beyond the limit are turned away (closed at once); the others stay served.
         use std::io::Read;
@@ -266,6 +276,16 @@ box_key = "{r}/box.key"
         drop(open);
         std::thread::sleep(Duration::from_millis(200));
     }
+
+    // The page in a browser, up before the first part.
+    wait_for("the web page", Duration::from_secs(30), || connectable(web_port));
+    let page_rows = root.join("page.jsonl");
+    let url = format!("http://127.0.0.1:{web_port}/");
+    let profile = root.join("chromium");
+    let mut browser = common::Browser::start(&["watch", &url, page_rows.to_str().unwrap()], &profile, Stdio::null());
+    wait_for("the page in the browser", Duration::from_secs(120), || {
+        std::fs::read_to_string(&page_rows).is_ok_and(|t| t.contains("loaded"))
+    });
 
     let started = Instant::now();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plant/modbus_plc.py");
@@ -283,6 +303,8 @@ box_key = "{r}/box.key"
     wait_for("a third of the parts", Duration::from_secs(600), || verdict_records(&records).len() >= parts / 3);
     let outage_from = verdict_records(&records).len();
     broker.stop();
+    browser.kill();
+    assert!(!browser.alive(), "the browser is gone");
     std::thread::sleep(Duration::from_secs(1));
     let outage_to = verdict_records(&records).len();
     broker.restart();
@@ -311,6 +333,25 @@ box_key = "{r}/box.key"
         assert_eq!(record["part"], reg["part"], "part {i}");
         assert_eq!(score(&record["score"]), score(&reg["score"]), "part {i}: the same score over Modbus");
         assert_eq!(record["late"], false);
+    }
+    // The page: every verdict it showed is the record's (same frame, verdict and score).
+    let page: Vec<Value> = std::fs::read_to_string(&page_rows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v.get("part").is_some())
+        .collect();
+    assert!(!page.is_empty(), "the page showed no verdict before the browser was killed");
+    let by_part: BTreeMap<u64, &Value> = records.iter().map(|r| (r["part"].as_u64().unwrap(), r)).collect();
+    for row in &page {
+        let record = by_part.get(&row["part"].as_u64().unwrap()).unwrap_or_else(|| panic!("{row} is not a part"));
+        assert_eq!((&row["frame"], &row["verdict"]), (&record["frame"], &record["verdict"]), "{row} vs {record}");
+        // The score to 4 places, or for a part that could not be scored, why.
+        let shown = row["score"].as_str().unwrap();
+        match record["score"].as_f64() {
+            Some(score) => assert!((shown.parse::<f64>().unwrap() - score).abs() <= 5.1e-5, "{row} vs {record}"),
+            None => assert_eq!(Some(shown), record["error"].as_str(), "{row} vs {record}"),
+        }
     }
     let ok = lines.iter().filter(|v| **v == "OK").count();
     assert!(ok > 0 && ok < parts, "both verdicts occur: {ok} OK of {parts}");
@@ -350,9 +391,11 @@ box_key = "{r}/box.key"
     assert!(all.iter().any(|(t, _)| t == "edge-ad/test/counters"), "counter snapshots are published");
     assert!(all.iter().any(|(t, p)| t == "edge-ad/test/event" && p.contains(r#""event":"ready""#)));
     eprintln!(
-        "{parts} parts in {:.1} s ({:.1} ms a part) over Modbus; broker down between parts {outage_from} and {outage_to}",
+        "{parts} parts in {:.1} s ({:.1} ms a part) over Modbus; broker down and browser killed between parts \
+         {outage_from} and {outage_to}; the page showed {} verdicts before",
         elapsed.as_secs_f64(),
-        elapsed.as_secs_f64() * 1e3 / parts as f64
+        elapsed.as_secs_f64() * 1e3 / parts as f64,
+        page.len()
     );
     assert!(outage_to > outage_from, "parts went on while the broker was away ({outage_from} → {outage_to})");
 }

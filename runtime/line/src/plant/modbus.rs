@@ -93,17 +93,19 @@ pub struct Registers {
 
 impl Registers {
     fn answer(&self, request: Request<'_>) -> Result<Response, ExceptionCode> {
-        let board = || self.board.lock().map(|b| b.clone()).map_err(|_| ExceptionCode::ServerDeviceFailure);
+        // Read under the lock, copied out: the main loop waits at most this long.
+        let read = |f: fn(&Board) -> Vec<u16>| {
+            self.board.lock().map(|b| f(&b)).map_err(|_| ExceptionCode::ServerDeviceFailure)
+        };
+        let bits = || self.board.lock().map(|b| line_bits(&b)).map_err(|_| ExceptionCode::ServerDeviceFailure);
         match request {
             Request::ReadInputRegisters(at, n) => {
-                Ok(Response::ReadInputRegisters(window(&registers(&board()?), at, n, MAX_REGISTERS)?))
+                Ok(Response::ReadInputRegisters(window(&read(|b| registers(b).to_vec())?, at, n, MAX_REGISTERS)?))
             }
             Request::ReadHoldingRegisters(at, n) => {
-                Ok(Response::ReadHoldingRegisters(window(&registers(&board()?), at, n, MAX_REGISTERS)?))
+                Ok(Response::ReadHoldingRegisters(window(&read(|b| registers(b).to_vec())?, at, n, MAX_REGISTERS)?))
             }
-            Request::ReadDiscreteInputs(at, n) => {
-                Ok(Response::ReadDiscreteInputs(window(&line_bits(&board()?), at, n, MAX_BITS)?))
-            }
+            Request::ReadDiscreteInputs(at, n) => Ok(Response::ReadDiscreteInputs(window(&bits()?, at, n, MAX_BITS)?)),
             // The coils are commands: they always read 0.
             Request::ReadCoils(at, n) => Ok(Response::ReadCoils(window(&[false; 2], at, n, MAX_BITS)?)),
             Request::WriteSingleCoil(at, on) => {
@@ -204,6 +206,7 @@ mod tests {
             score: 1.5,
             threshold: f32::NAN,
             counts: Counts { ok: 3, ng: 0x1_0000_0004, mqtt_dropped: 9, ..Counts::default() },
+            ..Board::default()
         }
     }
 

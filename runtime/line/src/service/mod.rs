@@ -20,7 +20,7 @@ pub mod records;
 pub mod worker;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -33,15 +33,18 @@ use crate::archive::Archive;
 use crate::config::{BoxConfig, TriggerConfig};
 use crate::counters::{bump, Counters};
 use crate::error::{Error, Result};
-use crate::plant::{Counts, Plant};
+use crate::plant::{Change, Command, Counts, Plant, Recent, Teaching};
 use crate::trigger::{self, Signal};
 use records::{Event, Records};
-use worker::{Display, Done, Job, Report, Worker};
+use worker::{Display, Done, Job, Report, Work, Worker};
 
 /// What the main loop hears.
 enum Heard {
     Line(Signal),
     Worker(Report),
+    Operator(Command),
+    /// The teach thread made the candidate calibration (or says why not).
+    Taught(std::result::Result<(), String>),
 }
 
 /// The handshake timing a configuration asks for (defaults when there is no PLC).
@@ -115,7 +118,7 @@ where
 /// The main loop's state: everything but the handshake.
 struct Service {
     rx: std::sync::mpsc::Receiver<Heard>,
-    jobs: Sender<Job>,
+    jobs: Sender<Work>,
     worker: std::thread::JoinHandle<()>,
     free_run: Option<Duration>,
     counters: Counters,
@@ -137,6 +140,22 @@ struct Service {
     mirrored: Option<(LineStates, Option<Fault>, Counts)>,
     /// MQTT drops counted before this run (from the counters file).
     mqtt_dropped_before: u64,
+    /// The operator's sensitivity for the worker (f32 bits; 0: the configuration's).
+    sensitivity: Arc<AtomicU32>,
+    /// A teach from the page.
+    teacher: Teacher,
+}
+
+/// What a teach from the page needs, and who asked for what is under way.
+struct Teacher {
+    /// For the model and the calibration's place.
+    config: BoxConfig,
+    /// The teach thread's way back to the main loop.
+    events: Sender<Heard>,
+    /// Who asked for the calibration in the making.
+    applying: Option<String>,
+    /// Who asked for the shots the worker has not yet taken, in order.
+    shots: std::collections::VecDeque<String>,
 }
 
 impl Service {
@@ -162,11 +181,15 @@ impl Service {
         let archive = config.archive.as_ref().map(Archive::start).transpose()?;
         let dropped = archive.as_ref().map(|a| (counters.archive_dropped, a.dropped_handle()));
         let records = Records::open(config.records.path.as_deref())?;
-        let plant = Plant::start(config, tx.clone(), Heard::Line).map_err(|e| Error::bad_file(config_path, e))?;
+        let plant = Plant::start(config, tx.clone(), Heard::Line, Heard::Operator)
+            .map_err(|e| Error::bad_file(config_path, e))?;
+        let live = plant.as_ref().and_then(Plant::live_view);
+        let sensitivity = Arc::new(AtomicU32::new(0));
 
-        let (jobs, jobs_rx) = channel::<Job>();
+        let teacher = Teacher { config: config.clone(), events: tx.clone(), applying: None, shots: Default::default() };
+        let (jobs, jobs_rx) = channel::<Work>();
         let worker = {
-            let worker = Worker::new(config.clone(), footer.clone(), archive, display);
+            let worker = Worker::new(config.clone(), footer.clone(), archive, display, live, sensitivity.clone());
             std::thread::Builder::new()
                 .name("inspect".into())
                 .spawn(move || worker.run(jobs_rx, tx, Heard::Worker))
@@ -190,6 +213,8 @@ impl Service {
             plant,
             mirrored: None,
             mqtt_dropped_before,
+            sensitivity,
+            teacher,
         };
         service.record(Event::Start { config: config_path.display().to_string() });
         Ok(service)
@@ -255,6 +280,18 @@ impl Service {
                 }
                 Heard::Worker(Report::Status(status)) => self.on_status(hs, now(), status)?,
                 Heard::Worker(Report::Done(done)) => self.on_done(hs, now(), done)?,
+                Heard::Operator(command) => self.on_command(hs, now(), command)?,
+                Heard::Worker(Report::Shot(taken)) => self.on_teach("teach shot", taken),
+                Heard::Taught(Ok(())) => {
+                    // The candidate is on disk: the worker loads and checks it between parts.
+                    if self.jobs.send(Work::Load).is_err() {
+                        self.on_teach("calibration applied", Err("the inspection thread is gone".into()));
+                    }
+                }
+                Heard::Taught(Err(why)) => self.on_teach("calibration applied", Err(why)),
+                Heard::Worker(Report::Loaded(loaded)) => {
+                    self.on_teach("calibration applied", loaded.map(|t| format!("in force, threshold {t:.4}")))
+                }
             }
         }
         if self.worker.is_finished() {
@@ -349,10 +386,12 @@ impl Service {
             tracing::error!("counters: {e}");
         }
         if let Some(p) = &self.plant {
+            let summary = self.counters.summary();
             // A retained snapshot: a dashboard that subscribes later sees the latest at once.
-            if let Ok(snapshot) = serde_json::to_vec(&self.counters.summary()) {
+            if let Ok(snapshot) = serde_json::to_vec(&summary) {
                 p.publish("counters", snapshot, true);
             }
+            p.update(|b| b.counters = summary);
         }
         if let Ok(mut f) = self.footer.lock() {
             *f = self.counters.short_line();
@@ -396,6 +435,9 @@ impl Service {
                 // replaced a missing one): the operator reads why in the records.
                 if new_fault || self.worker_status.as_ref() != status.as_ref() {
                     tracing::error!("safe state: {why}");
+                    if let Some(p) = &self.plant {
+                        p.update(|b| b.fault_reason = Some(why.clone()));
+                    }
                     self.record(Event::Fault { fault: fault_name(*fault), part: None, error: Some(why.clone()) });
                 }
             }
@@ -412,6 +454,118 @@ impl Service {
         Ok(())
     }
 
+    /// A logged-in operator's command from the web page: applied, recorded with who asked.
+    fn on_command<P>(&mut self, hs: &mut Handshake<P>, now: u64, command: Command) -> Result<()>
+    where
+        P: OutputPin,
+        P::Error: std::fmt::Display,
+    {
+        let teach_folder = || crate::teach::folder(&self.teacher.config.model.calibration);
+        let (by, what, value) = match command {
+            Command::Sensitivity { value, by } => {
+                self.sensitivity.store(value.to_bits(), Ordering::Relaxed);
+                if let Some(p) = &self.plant {
+                    p.update(|b| b.sensitivity = Some(value));
+                }
+                tracing::info!("{by} set the sensitivity to {value}");
+                (by, "sensitivity", Some(value.to_string()))
+            }
+            Command::AcknowledgeFault { by } => {
+                // A stalled part is the fault that latches: the operator says to go on. If the
+                // frame path is still stuck, the next part stalls again.
+                let fault = hs.fault().map(fault_name);
+                if self.stalled.take().is_some() && self.worker_status.is_none() {
+                    hs.clear_fault(now).map_err(Error::plc)?;
+                    self.record(Event::Ready);
+                }
+                tracing::info!("{by} acknowledged the fault ({})", fault.as_deref().unwrap_or("none"));
+                (by, "fault acknowledged", fault)
+            }
+            Command::TeachShot { by } => {
+                // The worker takes it between parts and says how it went (`on_teach`).
+                if self.jobs.send(Work::Shot).is_ok() {
+                    self.teacher.shots.push_back(by.clone());
+                }
+                (by, "teach shot asked", None)
+            }
+            Command::TeachClear { by } => {
+                let cleared = crate::teach::clear(&teach_folder()).map_err(|e| e.to_string());
+                let message = match &cleared {
+                    Ok(()) => "the shots are cleared".to_string(),
+                    Err(why) => format!("cannot clear the shots: {why}"),
+                };
+                let shots = crate::teach::shot_names(&teach_folder());
+                if let Some(p) = &self.plant {
+                    p.update(|b| b.teach = Teaching { shots, busy: false, message: Some(message) });
+                }
+                (by, "teach shots cleared", cleared.err())
+            }
+            Command::TeachApply { by } if self.teacher.applying.is_none() => {
+                let (config, events) = (self.teacher.config.clone(), self.teacher.events.clone());
+                let shots = crate::teach::shot_names(&teach_folder()).len();
+                // Compiling the model and running the shots takes seconds: on a thread of its
+                // own, while the calibration in force goes on scoring.
+                let spawned = std::thread::Builder::new().name("teach".into()).spawn(move || {
+                    let made = crate::teach::make_candidate(&config).map(drop).map_err(|e| e.to_string());
+                    let _ = events.send(Heard::Taught(made));
+                });
+                if let Err(e) = spawned {
+                    self.on_teach("calibration applied", Err(format!("cannot start the teach thread: {e}")));
+                } else {
+                    self.teacher.applying = Some(by.clone());
+                    if let Some(p) = &self.plant {
+                        p.update(|b| {
+                            b.teach.busy = true;
+                            b.teach.message = Some(format!("making a calibration from {shots} shots"));
+                        });
+                    }
+                }
+                (by, "teach apply asked", Some(format!("{shots} shots")))
+            }
+            Command::TeachApply { by } => (by, "teach apply refused", Some("a calibration is being made".into())),
+        };
+        if let Some(p) = &self.plant {
+            p.update(|b| {
+                let change =
+                    Change { by: by.clone(), what: what.into(), value: value.clone(), time_unix_ms: unix_ms() as u64 };
+                b.changes.push_front(change);
+                b.changes.truncate(crate::plant::CHANGES);
+            });
+        }
+        self.record(Event::Operator { by, what: what.into(), value });
+        Ok(())
+    }
+
+    /// How a teach step ended (`what`): the page's teach state and a record, by whoever asked.
+    fn on_teach(&mut self, what: &str, outcome: std::result::Result<String, String>) {
+        let applying = what == "calibration applied";
+        let by = if applying { self.teacher.applying.take() } else { self.teacher.shots.pop_front() };
+        let by = by.unwrap_or_else(|| "operator".into());
+        let folder = crate::teach::folder(&self.teacher.config.model.calibration);
+        let message = match &outcome {
+            Ok(v) => format!("{what}: {v}"),
+            Err(why) => {
+                tracing::warn!("{what}: {why}");
+                format!("{what} failed: {why}")
+            }
+        };
+        if let Some(p) = &self.plant {
+            let shots = crate::teach::shot_names(&folder);
+            p.update(|b| {
+                b.teach.shots = shots;
+                b.teach.message = Some(message.clone());
+                if applying {
+                    b.teach.busy = false;
+                }
+            });
+        }
+        let value = Some(match outcome {
+            Ok(v) => v,
+            Err(why) => format!("failed: {why}"),
+        });
+        self.record(Event::Operator { by, what: what.into(), value });
+    }
+
     fn on_trigger<P>(&mut self, hs: &mut Handshake<P>, now: u64) -> Result<()>
     where
         P: OutputPin,
@@ -422,7 +576,7 @@ impl Service {
         match hs.trigger(now).map_err(Error::plc)? {
             TriggerOutcome::Accepted(id) => {
                 // A closed job channel means the worker died: the stall deadline turns that into a fault.
-                let _ = self.jobs.send(Job { id, triggered: Instant::now() });
+                let _ = self.jobs.send(Work::Part(Job { id, triggered: Instant::now() }));
                 Ok(())
             }
             TriggerOutcome::Missed => {
@@ -478,12 +632,23 @@ impl Service {
             *f = self.counters.short_line();
         }
         if let Some(p) = &self.plant {
+            let shown = if late { Verdict::Ng } else { verdict };
             p.update(|b| {
                 b.results = b.results.wrapping_add(1);
                 b.part = done.id;
-                b.verdict = Some(if late { Verdict::Ng } else { verdict });
+                b.verdict = Some(shown);
                 b.score = score.unwrap_or(f32::NAN);
                 b.threshold = threshold.unwrap_or(f32::NAN);
+                b.recent.push_front(Recent {
+                    part: done.id,
+                    frame: done.frame.clone(),
+                    verdict: shown.as_str(),
+                    score: score.filter(|s| s.is_finite()),
+                    error: error.clone(),
+                    latency_ms: done.latency_ms,
+                    time_unix_ms: unix_ms() as u64,
+                });
+                b.recent.truncate(crate::plant::RECENT);
             });
         }
         let finite = |v: Option<f32>| v.filter(|v| v.is_finite());

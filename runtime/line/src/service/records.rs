@@ -61,6 +61,15 @@ pub enum Event {
         /// Why the part could not be scored.
         error: Option<String>,
     },
+    /// A logged-in operator changed the box from the web page.
+    Operator {
+        /// Who.
+        by: String,
+        /// What (`sensitivity`, `fault acknowledged`).
+        what: String,
+        /// The new value, if any.
+        value: Option<String>,
+    },
     /// The service stopped.
     Stop,
 }

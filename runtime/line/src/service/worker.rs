@@ -3,6 +3,7 @@
 //! the overlay for the archive and the display.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +18,7 @@ use image::RgbImage;
 use crate::archive::{Archive, Entry};
 use crate::config::BoxConfig;
 use crate::overlay::Caption;
+use crate::plant::web::{LiveFrame, LiveView};
 
 /// Shows the overlay to the operator (a Linux framebuffer on a box).
 pub trait Display: Send {
@@ -35,6 +37,16 @@ impl Display for crate::linux::framebuffer::Framebuffer {
 pub(super) struct Job {
     pub id: u32,
     pub triggered: Instant,
+}
+
+/// What the worker is asked to do, in the order asked.
+pub(super) enum Work {
+    /// Inspect a part.
+    Part(Job),
+    /// Take a teach shot from the source (between parts).
+    Shot,
+    /// Load the taught candidate calibration, check it, and put it in force.
+    Load,
 }
 
 /// One part inspected (or not).
@@ -62,6 +74,10 @@ pub(super) enum Report {
     Done(Done),
     /// Whether the box can inspect: `None` yes, else the fault and why.
     Status(Option<(Fault, String)>),
+    /// A teach shot: its name, or why none was taken.
+    Shot(std::result::Result<String, String>),
+    /// The taught calibration: in force with this threshold, or why not (the old one stays).
+    Loaded(std::result::Result<f32, String>),
 }
 
 /// The inspection thread's state: the source and frame path, (re)opened as needed.
@@ -70,6 +86,12 @@ pub(super) struct Worker {
     footer: Arc<Mutex<String>>,
     archive: Option<Archive>,
     display: Option<Box<dyn Display>>,
+    /// The web page's live view (drawn when the page asks for it, not here).
+    live: Option<LiveView>,
+    /// The operator's sensitivity (f32 bits; 0: the configuration's), set by the main loop.
+    sensitivity: Arc<AtomicU32>,
+    /// The sensitivity the threshold in force was made with (f32 bits; 0: the configuration's).
+    applied_sensitivity: u32,
     station: Option<Station>,
     /// Where the loaded bundle resolved to (through the slot link), to notice an install.
     loaded_bundle: Option<std::path::PathBuf>,
@@ -86,12 +108,17 @@ impl Worker {
         footer: Arc<Mutex<String>>,
         archive: Option<Archive>,
         display: Option<Box<dyn Display>>,
+        live: Option<LiveView>,
+        sensitivity: Arc<AtomicU32>,
     ) -> Self {
         Self {
             config,
             footer,
             archive,
             display,
+            live,
+            sensitivity,
+            applied_sensitivity: 0,
             station: None,
             loaded_bundle: None,
             rolled_back: false,
@@ -102,7 +129,7 @@ impl Worker {
     }
 
     /// Serves jobs until the job channel closes; `wrap` tags reports for the main loop's channel.
-    pub fn run<E>(mut self, jobs: Receiver<Job>, events: Sender<E>, wrap: fn(Report) -> E) {
+    pub fn run<E>(mut self, jobs: Receiver<Work>, events: Sender<E>, wrap: fn(Report) -> E) {
         let mut reported: Option<Option<(Fault, String)>> = None;
         let mut next_check = Instant::now();
         loop {
@@ -117,7 +144,20 @@ impl Worker {
                 next_check = Instant::now() + Duration::from_millis(200);
             }
             let job = match jobs.recv_timeout(Duration::from_millis(200)) {
-                Ok(j) => j,
+                Ok(Work::Part(j)) => j,
+                Ok(Work::Shot) => {
+                    if events.send(wrap(Report::Shot(self.take_shot()))).is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Work::Load) => {
+                    if events.send(wrap(Report::Loaded(self.load_taught()))).is_err() {
+                        break;
+                    }
+                    next_check = Instant::now();
+                    continue;
+                }
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
@@ -176,6 +216,7 @@ impl Worker {
                 Ok(r) => {
                     tracing::info!("calibration {} loaded", self.config.model.calibration.display());
                     self.ready = Some(r);
+                    self.applied_sensitivity = 0;
                 }
                 Err(e) => return Some((Fault::Calibration, e.to_string())),
             }
@@ -190,6 +231,40 @@ impl Worker {
             Some(SourceHealth::Lost(why)) => Some((Fault::Camera, why)),
             _ => None,
         }
+    }
+
+    /// A teach shot: the next frame from the source, saved in the teach folder.
+    fn take_shot(&mut self) -> std::result::Result<String, String> {
+        let Some(source) = self.source.as_mut() else {
+            return Err("the camera is not open".into());
+        };
+        let frame = match source.next_frame() {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("the source has no more frames".into()),
+        };
+        let dir = crate::teach::folder(&self.config.model.calibration);
+        crate::teach::save_shot(&dir, &frame.image).map_err(|e| e.to_string())
+    }
+
+    /// The taught candidate, read and checked as a calibration is at start (signature, model,
+    /// projector), then put in force on disk and here; on any error the one in force stays.
+    fn load_taught(&mut self) -> std::result::Result<f32, String> {
+        let Some(station) = self.station.as_ref() else {
+            return Err("the model is not loaded".into());
+        };
+        let in_force = &self.config.model.calibration;
+        let ready = station.inspector(&crate::teach::candidate(in_force)).map_err(|e| e.to_string())?;
+        if !(ready.threshold.is_finite() && ready.threshold > 0.0) {
+            return Err(format!("the new threshold {} is not a positive number", ready.threshold));
+        }
+        crate::teach::promote(in_force).map_err(|e| e.to_string())?;
+        let threshold = ready.threshold;
+        self.ready = Some(ready);
+        // The operator's sensitivity (if any) is applied to the new threshold at the next part.
+        self.applied_sensitivity = 0;
+        tracing::info!("taught calibration in force: {} (threshold {threshold})", in_force.display());
+        Ok(threshold)
     }
 
     /// A model that does not load from a freshly installed slot: back to the previous slot, once.
@@ -236,6 +311,13 @@ impl Worker {
             }
         };
         done.frame = frame.name.clone();
+        // The operator changed the sensitivity: the threshold follows from the next part on.
+        let asked = self.sensitivity.load(Ordering::Relaxed);
+        if asked != self.applied_sensitivity && asked != 0 {
+            ready.threshold =
+                edge_ad_core::decision::with_sensitivity(&ready.calibration.threshold, f32::from_bits(asked)).value;
+            self.applied_sensitivity = asked;
+        }
         let inspection = ready.inspector.inspect(&frame.image);
         done.latency_ms = job.triggered.elapsed().as_secs_f64() * 1e3;
         match inspection {
@@ -259,13 +341,23 @@ impl Worker {
             self.ok_seen.is_multiple_of(every)
         };
         let archived = self.archive.is_some() && (verdict == Verdict::Ng || sampled);
-        if !archived && self.display.is_none() {
+        let live = self.live.as_ref().filter(|l| l.wants());
+        if !archived && self.display.is_none() && live.is_none() {
             return;
         }
         let Some(ready) = self.ready.as_mut() else { return };
         let side = ready.inspector.working_side();
-        let map = edge_ad_core::output::map_at_source(ready.inspector.map(), side, geometry).ok();
         let footer = self.footer.lock().map(|f| f.clone()).unwrap_or_default();
+        if let Some(live) = live {
+            // Copies only: the page's request draws it, off the frame path.
+            let (map, geometry) = (ready.inspector.map().to_vec(), *geometry);
+            let caption = (verdict, score, threshold, footer.clone());
+            live.offer(LiveFrame { frame: frame.clone(), map, side, geometry, caption });
+        }
+        if !archived && self.display.is_none() {
+            return;
+        }
+        let map = edge_ad_core::output::map_at_source(ready.inspector.map(), side, geometry).ok();
         let caption = Caption { verdict: Some(verdict), score, threshold, footer: &footer };
         let overlay = crate::overlay::draw(frame, map.as_deref(), &caption);
         if let Some(d) = &self.display {

@@ -102,3 +102,89 @@ pub fn calibrate_into(path: &Path, shots: &[(String, RgbImage)], sign: bool) {
     }
     edge_ad_core::files::write_atomic(path, &bytes).unwrap();
 }
+
+/// What the browser tests need that is missing (Chromium, its WebDriver, Selenium), if anything.
+pub fn browser_missing() -> Option<String> {
+    let missing: Vec<&str> = [
+        ("chromium", Path::new("/usr/bin/chromium").exists()),
+        ("chromedriver", Path::new("/usr/bin/chromedriver").exists()),
+        (
+            "selenium",
+            std::process::Command::new("python3")
+                .args(["-c", "import selenium.webdriver"])
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
+        ),
+    ]
+    .into_iter()
+    .filter(|(_, there)| !there)
+    .map(|(name, _)| name)
+    .collect();
+    (!missing.is_empty()).then(|| missing.join(", "))
+}
+
+/// `tests/plant/browser.py` running headless Chromium through chromedriver; killed (the script,
+/// the driver and the browser) when dropped or by [`Browser::kill`].
+pub struct Browser {
+    child: std::process::Child,
+    profile: std::path::PathBuf,
+    killed: bool,
+}
+
+impl Browser {
+    /// Starts the script with `args` (its profile folder last, as the script takes it).
+    pub fn start(args: &[&str], profile: &Path, stdout: std::process::Stdio) -> Self {
+        use std::os::unix::process::CommandExt;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/plant/browser.py");
+        let child = std::process::Command::new("python3")
+            .arg(script)
+            .args(args)
+            .arg(profile)
+            .stdout(stdout)
+            .process_group(0) // the driver and the browser join it: one kill ends all three
+            .spawn()
+            .expect("python3 runs the browser script");
+        Self { child, profile: profile.to_path_buf(), killed: false }
+    }
+
+    /// The script's standard output, when it was piped.
+    pub fn stdout(&mut self) -> Option<std::process::ChildStdout> {
+        self.child.stdout.take()
+    }
+
+    /// Waits for the script to end by itself; whether it succeeded.
+    pub fn wait(&mut self) -> bool {
+        self.child.wait().is_ok_and(|s| s.success())
+    }
+
+    /// Kills the script, its driver and the browser at once (SIGKILL, no goodbye).
+    pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.killed, true) {
+            return;
+        }
+        let quiet = |cmd: &mut std::process::Command| {
+            let _ = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+        };
+        quiet(std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]));
+        // Anything of this browser that left the group.
+        quiet(std::process::Command::new("pkill").arg("-KILL").arg("-f").arg(&self.profile));
+        let _ = self.child.wait();
+    }
+
+    /// Whether a process of this browser (by its profile folder) is still running.
+    pub fn alive(&self) -> bool {
+        std::process::Command::new("pgrep")
+            .arg("-f")
+            .arg(&self.profile)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

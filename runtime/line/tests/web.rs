@@ -1,0 +1,223 @@
+//! The operator's web page, driven in headless Chromium through WebDriver (`plant/browser.py
+//! operate`) against a running service with a folder source: verdicts appear, a wrong password
+//! is refused, an operator logs in, sets the sensitivity, takes four teach shots from the folder
+//! source and applies them; the new calibration comes into force without a restart and the
+//! records say who changed what. The screenshot it takes is the README's picture
+//! (`EDGE_AD_SCREENSHOT=docs/web.png` copies it there).
+//!
+//! The HTTP API's refusals (bad JSON, wrong types, huge bodies, path tricks, no login) are checked
+//! over plain HTTP in the same run. Needs Chromium, chromedriver and Selenium (Debian: chromium,
+//! chromium-driver; pip: selenium); without them the test says so and passes, unless
+//! `EDGE_AD_BROWSER_TEST=required` (CI sets it).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{calibrate_into, outputs, part, wait_for, Log};
+use edge_ad_line::config::BoxConfig;
+use image::RgbImage;
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One HTTP/1.1 request over a fresh connection: the status code and the body.
+fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: box\r\nConnection: close\r\nContent-Length: {}\r\n{headers}\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body); // a refused huge body may be cut off
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+const JSON: &str = "Content-Type: application/json\r\n";
+
+fn records(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn an_operator_logs_in_sets_the_sensitivity_and_teaches_a_new_calibration_from_the_page() {
+    if let Some(missing) = common::browser_missing() {
+        assert_ne!(
+            std::env::var("EDGE_AD_BROWSER_TEST").as_deref(),
+            Ok("required"),
+            "EDGE_AD_BROWSER_TEST=required but {missing} not installed"
+        );
+        eprintln!("skipped: {missing} not installed (apt-get install chromium chromium-driver; pip install selenium)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    std::fs::create_dir_all(root.join("replay")).unwrap();
+    for (k, (_, shot)) in shots.iter().enumerate() {
+        shot.save(root.join(format!("replay/{k}-good.png"))).unwrap();
+    }
+    let mut defective = shots[0].1.clone();
+    for y in 60..120 {
+        for x in 80..150 {
+            defective.put_pixel(x, y, image::Rgb([10, 10, 10]));
+        }
+    }
+    defective.save(root.join("replay/9-defective.png")).unwrap();
+    let calibration = root.join("site.calib");
+    calibrate_into(&calibration, &shots, true);
+    let before = std::fs::read(&calibration).unwrap();
+
+    let port = free_port();
+    let (user, password) = ("ann", "line-3 secret");
+    let hash = edge_ad_line::plant::web::hash(password).unwrap();
+    let config_path = root.join("box.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            r#"
+[model]
+calibration = "{r}/site.calib"
+threads = 1
+
+[source]
+kind = "folder"
+path = "{r}/replay"
+repeat = true
+
+[trigger]
+kind = "free-run"
+interval_ms = 150
+
+[archive]
+dir = "{r}/archive"
+
+[web]
+listen = "127.0.0.1:{port}"
+users = {{ {user} = "{hash}" }}
+
+[counters]
+path = "{r}/counters.json"
+
+[records]
+path = "{r}/records.jsonl"
+
+[trust]
+box_key = "{r}/box.key"
+"#,
+            r = root.display()
+        ),
+    )
+    .unwrap();
+    let config = BoxConfig::load(&config_path).unwrap();
+    let log: Log = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (config, config_path, outputs, stop) = (config.clone(), config_path.clone(), outputs(&log), stop.clone());
+        std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
+    };
+    wait_for("the web page", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let records_path = root.join("records.jsonl");
+    wait_for("verdicts", Duration::from_secs(60), || {
+        records(&records_path).iter().filter(|r| r["event"] == "verdict").count() >= 3
+    });
+
+    // Bad input: a clear 4xx, and nothing changes.
+    let refusals = [
+        ("POST", "/api/sensitivity", JSON, br#"{"sensitivity": 1.5}"#.to_vec(), 401),
+        ("POST", "/api/acknowledge", "", b"".to_vec(), 401),
+        ("POST", "/api/teach/apply", "", b"".to_vec(), 401),
+        ("POST", "/api/login", JSON, b"{not json".to_vec(), 400),
+        ("POST", "/api/login", JSON, br#"{"user": 7, "password": "x"}"#.to_vec(), 422),
+        ("POST", "/api/login", JSON, br#"{"user": "ann", "password": "x", "admin": true}"#.to_vec(), 422),
+        ("POST", "/api/login", "Content-Type: text/plain\r\n", br#"{"user":"ann","password":"x"}"#.to_vec(), 415),
+        ("POST", "/api/login", JSON, vec![b' '; 64 * 1024], 413),
+        ("GET", "/archive/..%2Fbox.key", "", b"".to_vec(), 404),
+        ("GET", "/archive/../box.key", "", b"".to_vec(), 404),
+        ("GET", "/teach/%2Fetc%2Fpasswd", "", b"".to_vec(), 404),
+        ("GET", "/api/nothing", "", b"".to_vec(), 404),
+        ("DELETE", "/api/state", "", b"".to_vec(), 405),
+    ];
+    for (method, path, headers, body, expected) in refusals {
+        let (code, answer) = http(port, method, path, headers, &body);
+        assert_eq!(code, expected, "{method} {path}: {answer}");
+    }
+    let (code, state) = http(port, "GET", "/api/state", "", b"");
+    assert_eq!(code, 200);
+    let state: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!((state["sensitivity"].is_null(), state["user"].is_null()), (true, true), "nothing changed: {state}");
+    assert!(state["changes"].as_array().unwrap().is_empty(), "{state}");
+
+    // The operator, in the browser.
+    let screenshot = root.join("web.png");
+    let mut browser = common::Browser::start(
+        &["operate", &format!("http://127.0.0.1:{port}/"), user, password, "4", screenshot.to_str().unwrap()],
+        &root.join("chromium"),
+        Stdio::piped(),
+    );
+    let mut said = String::new();
+    browser.stdout().unwrap().read_to_string(&mut said).unwrap();
+    let succeeded = browser.wait();
+    let report: Value = serde_json::from_str(said.trim()).unwrap_or_else(|e| panic!("{e}: {said}"));
+    assert!(succeeded, "the browser script failed after {report}");
+    stop.store(true, Ordering::Relaxed);
+    service.join().unwrap().expect("the service ends cleanly");
+
+    let rows = report["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| ["OK", "NG"].contains(&r[2].as_str().unwrap())), "{rows:?}");
+    assert!(report["wrong_password"].as_str().unwrap().contains("wrong user or password"), "{report}");
+    assert_eq!(report["who"], "logged in as ann");
+    assert_eq!(report["sensitivity"], "1.25");
+    assert_eq!(report["preview_widths"], serde_json::json!([224, 224, 224, 224]), "every preview loaded");
+    assert!(report["teach"].as_str().unwrap().contains("calibration applied: in force"), "{report}");
+    let changes = report["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| c[1] == "ann" && c[2] == "sensitivity" && c[3] == "1.25"), "{changes:?}");
+
+    // The records say who changed what, and the new calibration scored the parts after it.
+    let all = records(&records_path);
+    let by_ann = |what: &str| {
+        all.iter().filter(|r| r["event"] == "operator" && r["by"] == "ann" && r["what"] == what).collect::<Vec<_>>()
+    };
+    assert_eq!(by_ann("sensitivity").len(), 1);
+    let taken: Vec<&str> = by_ann("teach shot").iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(taken, ["shot-01.png", "shot-02.png", "shot-03.png", "shot-04.png"]);
+    let applied = by_ann("calibration applied");
+    assert_eq!(applied.len(), 1, "{all:?}");
+    assert!(applied[0]["value"].as_str().unwrap().starts_with("in force"), "{applied:?}");
+    let after = std::fs::read(&calibration).unwrap();
+    assert_ne!(before, after, "the calibration file is the new one");
+    assert!(!edge_ad_line::teach::candidate(&calibration).exists(), "the candidate was promoted");
+    let kept = edge_ad_line::teach::shot_names(&root.join("site.calib.shots"));
+    assert_eq!(kept.len(), 4, "the taught shots are kept beside the calibration");
+    // Loaded as at start (signature and all): a fresh service would take it.
+    let station = config.setup().unwrap().open().unwrap();
+    station.inspector(&calibration).expect("the promoted calibration loads with its signature");
+    let thresholds: Vec<f64> =
+        all.iter().filter(|r| r["event"] == "verdict").filter_map(|r| r["threshold"].as_f64()).collect();
+    let distinct = thresholds.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(distinct >= 2, "the threshold moved with the sensitivity and again with the new calibration");
+    assert!(
+        all.iter().filter(|r| r["event"] == "fault").count() == 0,
+        "teaching raised no fault: {:?}",
+        all.iter().filter(|r| r["event"] == "fault").collect::<Vec<_>>()
+    );
+
+    let picture = image::open(&screenshot).expect("the screenshot is an image");
+    assert!(picture.width() >= 1000, "{} px wide", picture.width());
+    if let Ok(copy) = std::env::var("EDGE_AD_SCREENSHOT") {
+        std::fs::copy(&screenshot, &copy).unwrap();
+    }
+}
