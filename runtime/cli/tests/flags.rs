@@ -14,7 +14,7 @@ fn edge_ad(args: &[&str]) -> (i32, String, String) {
 
 #[test]
 fn every_verb_answers_help() {
-    for verb in ["calibrate", "run", "eval", "demo", "serve", "status"] {
+    for verb in ["calibrate", "run", "eval", "demo", "serve", "status", "hash-password"] {
         let (code, out, err) = edge_ad(&[verb, "--help"]);
         assert_eq!(code, 0, "{verb}: {err}");
         assert!(out.contains("Usage: edge-ad"), "{verb}: {out}");
@@ -60,4 +60,31 @@ fn older_spellings_still_parse() {
     assert!(err.contains("/nonexistent.manifest"), "{err}");
     let (code, out, _) = edge_ad(&["demo", "--out", "x", "--help"]);
     assert_eq!(code, 0, "{out}");
+}
+
+#[test]
+fn hash_password_prints_an_argon2id_hash_of_its_input_line() {
+    use std::io::Write;
+    let hash_of = |input: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_edge-ad"))
+            .arg("hash-password")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = hash_of(b"line-3 secret\r\n");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hash = String::from_utf8(out.stdout).unwrap();
+    let hash = hash.trim_end();
+    assert!(edge_ad_line::plant::web::is_argon2id(hash), "{hash}");
+    assert!(edge_ad_line::plant::web::verify(hash, "line-3 secret"), "the line without its line ending");
+    assert!(!edge_ad_line::plant::web::verify(hash, "line-3 secret\r"));
+    let short = hash_of(b"short\n");
+    assert_eq!(short.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 8 characters"));
+    assert!(short.stdout.is_empty(), "no hash for a refused password");
 }

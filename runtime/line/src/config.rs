@@ -651,6 +651,11 @@ listen = "0.0.0.0:5020"
 [mqtt]
 host = "broker.plant.local"
 prefix = "plant/line3/box1"
+
+[web]
+listen = "0.0.0.0:8080"
+users = { ann = "$argon2id$v=19$m=19456,t=2,p=1$w0CfHh3g4P4x2q9B+C41jQ$uuG++bUrIO1u1c9nV+wLCJJMNdSixvg+rGEZaG92ucY" }
+session_minutes = 45
 "#;
 
     #[test]
@@ -670,6 +675,8 @@ prefix = "plant/line3/box1"
         assert_eq!(c.modbus.as_ref().unwrap().listen.port(), 5020);
         let mqtt = c.mqtt.as_ref().unwrap();
         assert_eq!((mqtt.port, mqtt.queue, mqtt.keep_alive_s, mqtt.client_id.as_deref()), (1883, 1000, 5, None));
+        let web = c.web.as_ref().unwrap();
+        assert_eq!((web.listen.port(), web.session_minutes, web.users.len()), (8080, 45, 1));
         let f32 = BoxConfig::parse(&FULL.replace("sensitivity = 1.2", "precision = \"f32\"")).unwrap();
         assert_eq!(f32.model.setup().precision, PrecisionChoice::F32);
     }
@@ -695,6 +702,12 @@ prefix = "plant/line3/box1"
             ("prefix = \"plant/line3/box1\"", "keep_alive_s = 0", "mqtt.keep_alive_s"),
             ("host = \"broker.plant.local\"", "host = \" \"", "mqtt.host is empty"),
             ("host = \"broker.plant.local\"", "host = \"b\"\nport = 70000", "70000"),
+            ("session_minutes = 45", "session_minutes = 0", "web.session_minutes must be 1..=1440"),
+            ("listen = \"0.0.0.0:8080\"", "listen = \"box:8080\"", "invalid socket address"),
+            ("users = { ann = ", "users = { \"ann smith\" = ", "a user name is 1 to 32"),
+            ("$argon2id$v=19$m=19456", "$argon2i$v=19$m=19456", "web.users.ann: not an Argon2id hash"),
+            ("$argon2id$v=19$m=19456,t=2,p=1$w0Cf", "plain password", "web.users.ann: not an Argon2id hash"),
+            ("session_minutes = 45", "session_minutes = 45\nport = 80", "unknown field `port`"),
         ];
         for (from, to, needle) in cases {
             assert!(FULL.contains(from), "{from}");

@@ -28,7 +28,7 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// One HTTP/1.1 request over a fresh connection: the status code and the body.
+/// One HTTP/1.1 request over a fresh connection: the status code and the whole answer.
 fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -42,8 +42,7 @@ fn http(port: u16, method: &str, path: &str, headers: &str, body: &[u8]) -> (u16
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     let code = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    (code, body)
+    (code, text)
 }
 
 const JSON: &str = "Content-Type: application/json\r\n";
@@ -157,9 +156,30 @@ box_key = "{r}/box.key"
     }
     let (code, state) = http(port, "GET", "/api/state", "", b"");
     assert_eq!(code, 200);
-    let state: Value = serde_json::from_str(&state).unwrap();
+    let state: Value = serde_json::from_str(state.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!((state["sensitivity"].is_null(), state["user"].is_null()), (true, true), "nothing changed: {state}");
     assert!(state["changes"].as_array().unwrap().is_empty(), "{state}");
+
+    // Over plain HTTP: a login, an apply with no shots (refused; the calibration in force
+    // stays), a logout, and the session is gone.
+    let login = format!(r#"{{"user":"{user}","password":"{password}"}}"#);
+    let (code, answer) = http(port, "POST", "/api/login", JSON, login.as_bytes());
+    assert_eq!(code, 200, "{answer}");
+    let cookie = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no session cookie: {answer}"))
+        .to_string();
+    let session = format!("Cookie: {cookie}\r\n");
+    assert_eq!(http(port, "POST", "/api/teach/apply", &session, b"").0, 202);
+    wait_for("the refused apply", Duration::from_secs(30), || {
+        let (_, state) = http(port, "GET", "/api/state", "", b"");
+        state.contains("take at least 2 shots first")
+    });
+    assert_eq!(std::fs::read(&calibration).unwrap(), before, "the calibration in force stays");
+    assert_eq!(http(port, "POST", "/api/logout", &session, b"").0, 200);
+    assert_eq!(http(port, "POST", "/api/teach/shot", &session, b"").0, 401, "the session ended at logout");
 
     // The operator, in the browser.
     let screenshot = root.join("web.png");
@@ -173,6 +193,13 @@ box_key = "{r}/box.key"
     let succeeded = browser.wait();
     let report: Value = serde_json::from_str(said.trim()).unwrap_or_else(|e| panic!("{e}: {said}"));
     assert!(succeeded, "the browser script failed after {report}");
+    // Two parts scored with the new calibration, then stop.
+    wait_for("parts after the new calibration", Duration::from_secs(60), || {
+        let all = records(&records_path);
+        let applied = all.iter().rposition(|r| r["what"] == "calibration applied");
+        let scored = |at: usize| all[at..].iter().filter(|r| r["threshold"].is_f64()).count();
+        applied.is_some_and(|at| scored(at) >= 2)
+    });
     stop.store(true, Ordering::Relaxed);
     service.join().unwrap().expect("the service ends cleanly");
 
@@ -194,9 +221,10 @@ box_key = "{r}/box.key"
     assert_eq!(by_ann("sensitivity").len(), 1);
     let taken: Vec<&str> = by_ann("teach shot").iter().map(|r| r["value"].as_str().unwrap()).collect();
     assert_eq!(taken, ["shot-01.png", "shot-02.png", "shot-03.png", "shot-04.png"]);
-    let applied = by_ann("calibration applied");
-    assert_eq!(applied.len(), 1, "{all:?}");
-    assert!(applied[0]["value"].as_str().unwrap().starts_with("in force"), "{applied:?}");
+    let applied: Vec<&str> = by_ann("calibration applied").iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(applied.len(), 2, "{applied:?}");
+    assert!(applied[0].starts_with("failed: teach: take at least 2 shots"), "{applied:?}");
+    assert!(applied[1].starts_with("in force"), "{applied:?}");
     let after = std::fs::read(&calibration).unwrap();
     assert_ne!(before, after, "the calibration file is the new one");
     assert!(!edge_ad_line::teach::candidate(&calibration).exists(), "the candidate was promoted");
@@ -205,10 +233,16 @@ box_key = "{r}/box.key"
     // Loaded as at start (signature and all): a fresh service would take it.
     let station = config.setup().unwrap().open().unwrap();
     station.inspector(&calibration).expect("the promoted calibration loads with its signature");
-    let thresholds: Vec<f64> =
-        all.iter().filter(|r| r["event"] == "verdict").filter_map(|r| r["threshold"].as_f64()).collect();
-    let distinct = thresholds.windows(2).filter(|w| w[0] != w[1]).count();
-    assert!(distinct >= 2, "the threshold moved with the sensitivity and again with the new calibration");
+    // The threshold each verdict was held against: as calibrated, lower from the part after the
+    // sensitivity went to 1.25 (flags more), and the new calibration's (still at 1.25) after it.
+    let threshold_after = |at: usize| {
+        all[at..].iter().filter(|r| r["event"] == "verdict").filter_map(|r| r["threshold"].as_f64()).nth(1).unwrap()
+    };
+    let first = threshold_after(0);
+    let with_sensitivity = threshold_after(all.iter().position(|r| r["what"] == "sensitivity").unwrap());
+    let taught = threshold_after(all.iter().rposition(|r| r["what"] == "calibration applied").unwrap());
+    assert!((with_sensitivity - first / 1.25).abs() < 1e-3 * first, "{first} → {with_sensitivity} at 1.25");
+    assert_ne!(taught, with_sensitivity, "the new calibration's threshold");
     assert!(
         all.iter().filter(|r| r["event"] == "fault").count() == 0,
         "teaching raised no fault: {:?}",
