@@ -50,17 +50,29 @@ pub fn shot_names(dir: &Path) -> Vec<String> {
     names
 }
 
-/// Saves `image` as the next shot in `dir`; its name.
-pub fn save_shot(dir: &Path, image: &RgbImage) -> Result<String> {
+/// The name for the next shot in `dir`: one past the highest number there and past `after` (a
+/// shot still being written), so a name is never reused within a teach; with its number.
+pub fn next_shot(dir: &Path, after: u32) -> Result<(String, u32)> {
     let taken = shot_names(dir);
     if taken.len() >= MAX_SHOTS {
         return Err(Error::Teach(format!("{MAX_SHOTS} shots are taken already: apply them or start over")));
     }
+    let highest = taken.iter().filter_map(|n| n[5..n.len() - 4].parse::<u32>().ok()).max().unwrap_or(0);
+    let next = highest.max(after) + 1;
+    Ok((format!("shot-{next:02}.png"), next))
+}
+
+/// Writes `image` as the shot `name` in `dir` (PNG, atomically).
+pub fn write_shot(dir: &Path, name: &str, image: &RgbImage) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    // One past the highest number, so a name is never reused within a teach.
-    let next = taken.iter().filter_map(|n| n[5..n.len() - 4].parse::<u32>().ok()).max().unwrap_or(0) + 1;
-    let name = format!("shot-{next:02}.png");
-    edge_ad_core::files::write_atomic(&dir.join(&name), &crate::overlay::png(image)?)?;
+    edge_ad_core::files::write_atomic(&dir.join(name), &crate::overlay::png(image)?)?;
+    Ok(())
+}
+
+/// Saves `image` as the next shot in `dir`; its name.
+pub fn save_shot(dir: &Path, image: &RgbImage) -> Result<String> {
+    let (name, _) = next_shot(dir, 0)?;
+    write_shot(dir, &name, image)?;
     Ok(name)
 }
 
@@ -157,6 +169,11 @@ mod tests {
             save_shot(&teach, &image).unwrap();
         }
         assert!(save_shot(&teach, &image).is_err(), "more than {MAX_SHOTS}");
+        assert_eq!(
+            next_shot(&folder(&dir.path().join("other.calib")), 7).unwrap().0,
+            "shot-08.png",
+            "after one in flight"
+        );
         clear(&teach).unwrap();
         assert!(shot_names(&teach).is_empty());
         assert!(teach.join("notes.txt").exists(), "only shots are cleared");

@@ -92,6 +92,9 @@ pub(super) struct Worker {
     sensitivity: Arc<AtomicU32>,
     /// The sensitivity the threshold in force was made with (f32 bits; 0: the configuration's).
     applied_sensitivity: u32,
+    /// Teach shots being written, and the number the last one got.
+    shots_writing: Arc<std::sync::atomic::AtomicUsize>,
+    last_shot: u32,
     station: Option<Station>,
     /// Where the loaded bundle resolved to (through the slot link), to notice an install.
     loaded_bundle: Option<std::path::PathBuf>,
@@ -119,6 +122,8 @@ impl Worker {
             live,
             sensitivity,
             applied_sensitivity: 0,
+            shots_writing: Arc::default(),
+            last_shot: 0,
             station: None,
             loaded_bundle: None,
             rolled_back: false,
@@ -129,7 +134,7 @@ impl Worker {
     }
 
     /// Serves jobs until the job channel closes; `wrap` tags reports for the main loop's channel.
-    pub fn run<E>(mut self, jobs: Receiver<Work>, events: Sender<E>, wrap: fn(Report) -> E) {
+    pub fn run<E: Send + 'static>(mut self, jobs: Receiver<Work>, events: Sender<E>, wrap: fn(Report) -> E) {
         let mut reported: Option<Option<(Fault, String)>> = None;
         let mut next_check = Instant::now();
         loop {
@@ -146,8 +151,30 @@ impl Worker {
             let job = match jobs.recv_timeout(Duration::from_millis(200)) {
                 Ok(Work::Part(j)) => j,
                 Ok(Work::Shot) => {
-                    if events.send(wrap(Report::Shot(self.take_shot()))).is_err() {
-                        break;
+                    match self.take_shot() {
+                        // The PNG is written on a thread of its own: a large frame's encoding
+                        // must not hold up the next part.
+                        Ok((dir, name, image)) => {
+                            let (told, writing) = (events.clone(), self.shots_writing.clone());
+                            writing.fetch_add(1, Ordering::SeqCst);
+                            let spawned = std::thread::Builder::new().name("teach-shot".into()).spawn(move || {
+                                let written = crate::teach::write_shot(&dir, &name, &image).map(|()| name);
+                                writing.fetch_sub(1, Ordering::SeqCst);
+                                let _ = told.send(wrap(Report::Shot(written.map_err(|e| e.to_string()))));
+                            });
+                            if let Err(e) = spawned {
+                                self.shots_writing.fetch_sub(1, Ordering::SeqCst);
+                                let why = format!("cannot start a thread to write the shot: {e}");
+                                if events.send(wrap(Report::Shot(Err(why)))).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Err(why) => {
+                            if events.send(wrap(Report::Shot(Err(why)))).is_err() {
+                                break;
+                            }
+                        }
                     }
                     continue;
                 }
@@ -233,8 +260,13 @@ impl Worker {
         }
     }
 
-    /// A teach shot: the next frame from the source, saved in the teach folder.
-    fn take_shot(&mut self) -> std::result::Result<String, String> {
+    /// A teach shot: the next frame from the source, with the folder and the name to write it
+    /// as.
+    fn take_shot(&mut self) -> std::result::Result<(std::path::PathBuf, String, RgbImage), String> {
+        let dir = crate::teach::folder(&self.config.model.calibration);
+        // Numbers go on past a shot still being written; otherwise they follow the folder.
+        let after = if self.shots_writing.load(Ordering::SeqCst) > 0 { self.last_shot } else { 0 };
+        let (name, number) = crate::teach::next_shot(&dir, after).map_err(|e| e.to_string())?;
         let Some(source) = self.source.as_mut() else {
             return Err("the camera is not open".into());
         };
@@ -243,8 +275,8 @@ impl Worker {
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("the source has no more frames".into()),
         };
-        let dir = crate::teach::folder(&self.config.model.calibration);
-        crate::teach::save_shot(&dir, &frame.image).map_err(|e| e.to_string())
+        self.last_shot = number;
+        Ok((dir, name, frame.image))
     }
 
     /// The taught candidate, read and checked as a calibration is at start (signature, model,
