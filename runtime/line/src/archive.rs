@@ -137,6 +137,31 @@ struct Kept {
     put: fn(&Path, &[u8]) -> Result<()>,
 }
 
+/// The names of the regular files (not links or folders) directly in `dir` that `keep` accepts,
+/// sorted; none when the folder cannot be read.
+pub fn file_names(dir: &Path, keep: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| keep(n))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort_unstable();
+    names
+}
+
+/// The newest `n` NG part images in the archive folder `dir`, newest first (stems sort by time).
+pub fn newest_ng(dir: &Path, n: usize) -> Vec<String> {
+    let mut names = file_names(dir, |n| n.ends_with("-NG.png"));
+    names.reverse();
+    names.truncate(n);
+    names
+}
+
 /// Whether `e` is a full disk.
 fn is_full(e: &Error) -> bool {
     matches!(e, Error::Core(edge_ad_core::Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull)
@@ -308,5 +333,17 @@ mod tests {
         let accepted = (0..50).filter(|&i| archive.offer(entry(i))).count();
         assert_eq!(accepted as u64 + archive.dropped(), 50);
         assert!(archive.dropped() > 0, "a blocking offer would have dropped nothing");
+    }
+
+    #[test]
+    fn only_plain_ng_names_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["0001-00000001-NG.png", "0002-00000002-NG.png", "0003-00000003-OK.png", "0002-00000002-NG.json"] {
+            std::fs::write(dir.path().join(n), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join("0009-dir-NG.png")).unwrap();
+        let listed = newest_ng(dir.path(), 12);
+        assert_eq!(listed, ["0002-00000002-NG.png", "0001-00000001-NG.png"]);
+        assert_eq!(newest_ng(dir.path(), 1), ["0002-00000002-NG.png"]);
     }
 }

@@ -36,18 +36,7 @@ pub fn candidate(calibration: &Path) -> PathBuf {
 
 /// The shots in `dir`, in the order they were taken (`shot-NN.png`).
 pub fn shot_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with("shot-") && n.ends_with(".png"))
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort_unstable();
-    names
+    crate::archive::file_names(dir, |n| n.starts_with("shot-") && n.ends_with(".png"))
 }
 
 /// The name for the next shot in `dir`: one past the highest number there and past `after` (a

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -253,13 +253,8 @@ box_key = "{r}/box.key"
         ),
     )
     .unwrap();
-    let config = BoxConfig::load(&config_path).unwrap();
-    let log: Log = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let service = {
-        let (config, config_path, outputs, stop) = (config.clone(), config_path.clone(), outputs(&log), stop.clone());
-        std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
-    };
+    let service = common::Serving::start(&config_path);
+    let log = service.log.clone();
     wait_for("the Modbus server", Duration::from_secs(30), || connectable(modbus_port));
     // The probes above were clients too: their connections end first, or one would hold a place.
     std::thread::sleep(Duration::from_millis(500));
@@ -313,8 +308,7 @@ box_key = "{r}/box.key"
     let modbus: Vec<Value> = reader.join().unwrap().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(status.success(), "the Modbus PLC failed: {modbus:?}");
     let elapsed = started.elapsed();
-    stop.store(true, Ordering::Relaxed);
-    service.join().unwrap().expect("the service ends cleanly");
+    service.stop().expect("the service ends cleanly");
 
     // The lines: every OK or NG that went on, in order.
     let lines: Vec<&str> = log

@@ -8,7 +8,7 @@ mod common;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,14 +74,8 @@ box_key = "{root}/box.key"
         ),
     )
     .unwrap();
-    let config = BoxConfig::load(&config_path).unwrap();
-
-    let log: Log = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let service = {
-        let (config, config_path, outputs, stop) = (config.clone(), config_path.clone(), outputs(&log), stop.clone());
-        std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
-    };
+    let service = common::Serving::start(&config_path);
+    let log = service.log.clone();
 
     // No calibration yet: the safe state, and a trigger is missed (and pulsed as such).
     let socket = root.join("trigger.sock");
@@ -117,8 +111,7 @@ box_key = "{root}/box.key"
     // A defective part: an NG pulse. The replay then runs out and the service stops by itself.
     trigger(&socket);
     wait_for("the NG pulse", Duration::from_secs(30), || pulses(&log, "ng") == 1);
-    let result = service.join().unwrap();
-    stop.store(true, Ordering::Relaxed);
+    let result = service.join();
     result.unwrap();
 
     assert_eq!(pulses(&log, "ok"), 1);

@@ -15,12 +15,9 @@ mod common;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{calibrate_into, outputs, part, wait_for, Log};
-use edge_ad_line::config::BoxConfig;
+use common::{calibrate_into, part, wait_for};
 use image::RgbImage;
 use serde_json::Value;
 
@@ -121,13 +118,8 @@ box_key = "{r}/box.key"
         ),
     )
     .unwrap();
-    let config = BoxConfig::load(&config_path).unwrap();
-    let log: Log = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let service = {
-        let (config, config_path, outputs, stop) = (config.clone(), config_path.clone(), outputs(&log), stop.clone());
-        std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &config_path, outputs, None, &stop))
-    };
+    let service = common::Serving::start(&config_path);
+    let config = service.config.clone();
     wait_for("the web page", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
     let records_path = root.join("records.jsonl");
     wait_for("verdicts", Duration::from_secs(60), || {
@@ -200,8 +192,7 @@ box_key = "{r}/box.key"
         let scored = |at: usize| all[at..].iter().filter(|r| r["threshold"].is_f64()).count();
         applied.is_some_and(|at| scored(at) >= 2)
     });
-    stop.store(true, Ordering::Relaxed);
-    service.join().unwrap().expect("the service ends cleanly");
+    service.stop().expect("the service ends cleanly");
 
     let rows = report["rows"].as_array().unwrap();
     assert!(rows.iter().all(|r| ["OK", "NG"].contains(&r[2].as_str().unwrap())), "{rows:?}");

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -186,5 +187,43 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// The service on a box.toml, in-process over logged pins, on a thread of its own.
+pub struct Serving {
+    /// The configuration it runs.
+    pub config: edge_ad_line::config::BoxConfig,
+    /// Its output lines' levels.
+    pub log: Log,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<edge_ad_line::Result<()>>,
+}
+
+impl Serving {
+    /// Loads `config_path` and starts the service on it.
+    pub fn start(config_path: &Path) -> Self {
+        let config = edge_ad_line::config::BoxConfig::load(config_path).unwrap();
+        let log: Log = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (config, path, outputs, stop) =
+                (config.clone(), config_path.to_path_buf(), outputs(&log), stop.clone());
+            std::thread::spawn(move || edge_ad_line::service::serve_on(&config, &path, outputs, None, &stop))
+        };
+        Self { config, log, stop, thread }
+    }
+
+    /// Waits for the service to end by itself (a replayed folder ran out).
+    pub fn join(self) -> edge_ad_line::Result<()> {
+        let ended = self.thread.join().expect("the service thread does not panic");
+        self.stop.store(true, Ordering::Relaxed);
+        ended
+    }
+
+    /// Asks the service to stop and waits for it.
+    pub fn stop(self) -> edge_ad_line::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.join()
     }
 }
