@@ -509,15 +509,16 @@ impl Service {
                     let made = crate::teach::make_candidate(&config).map(drop).map_err(|e| e.to_string());
                     let _ = events.send(Heard::Taught(made));
                 });
-                if let Err(e) = spawned {
-                    self.on_teach("calibration applied", Err(format!("cannot start the teach thread: {e}")));
-                } else {
-                    self.teacher.applying = Some(by.clone());
-                    if let Some(p) = &self.plant {
-                        p.update(|b| {
-                            b.teach.busy = true;
-                            b.teach.message = Some(format!("making a calibration from {shots} shots"));
-                        });
+                self.teacher.applying = Some(by.clone());
+                match spawned {
+                    Err(e) => self.on_teach("calibration applied", Err(format!("cannot start the teach thread: {e}"))),
+                    Ok(_) => {
+                        if let Some(p) = &self.plant {
+                            p.update(|b| {
+                                b.teach.busy = true;
+                                b.teach.message = Some(format!("making a calibration from {shots} shots"));
+                            });
+                        }
                     }
                 }
                 (by, "teach apply asked", Some(format!("{shots} shots")))
