@@ -119,16 +119,10 @@ struct Auth {
 impl Auth {
     /// The user whose live session `headers` carry (and the session is used now).
     fn user(&self, headers: &HeaderMap) -> Option<String> {
-        let token = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .find_map(|kv| kv.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))?
-            .to_string();
+        let token = session_token(headers)?;
         let mut sessions = self.sessions.lock().ok()?;
         sessions.retain(|_, s| s.last_used.elapsed() < self.idle);
-        let s = sessions.get_mut(&token)?;
+        let s = sessions.get_mut(token)?;
         s.last_used = Instant::now();
         Some(s.user.clone())
     }
@@ -157,6 +151,16 @@ impl Auth {
         sessions.insert(token.clone(), Session { user: user.to_string(), last_used: Instant::now() });
         Some(token)
     }
+}
+
+/// The session token the request's cookies carry, if any.
+fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|kv| kv.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
 }
 
 /// Fills `bytes` from the operating system's random source.
@@ -399,18 +403,9 @@ async fn login(
 }
 
 async fn logout(State(web): State<Web>, headers: HeaderMap) -> Response {
-    if web.auth.user(&headers).is_some() {
-        if let Ok(mut sessions) = web.auth.sessions.lock() {
-            let token = headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .find_map(|kv| kv.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
-                .unwrap_or_default()
-                .to_string();
-            sessions.remove(&token);
-        }
+    // An unknown or expired token removes nothing.
+    if let (Some(token), Ok(mut sessions)) = (session_token(&headers), web.auth.sessions.lock()) {
+        sessions.remove(token);
     }
     let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
     ([(header::SET_COOKIE, cookie)], Json(json!({ "user": null }))).into_response()

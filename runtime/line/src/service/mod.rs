@@ -281,16 +281,16 @@ impl Service {
                 Heard::Worker(Report::Status(status)) => self.on_status(hs, now(), status)?,
                 Heard::Worker(Report::Done(done)) => self.on_done(hs, now(), done)?,
                 Heard::Operator(command) => self.on_command(hs, now(), command)?,
-                Heard::Worker(Report::Shot(taken)) => self.on_teach("teach shot", taken),
+                Heard::Worker(Report::Shot(taken)) => self.on_teach(false, taken),
                 Heard::Taught(Ok(())) => {
                     // The candidate is on disk: the worker loads and checks it between parts.
                     if self.jobs.send(Work::Load).is_err() {
-                        self.on_teach("calibration applied", Err("the inspection thread is gone".into()));
+                        self.on_teach(true, Err("the inspection thread is gone".into()));
                     }
                 }
-                Heard::Taught(Err(why)) => self.on_teach("calibration applied", Err(why)),
+                Heard::Taught(Err(why)) => self.on_teach(true, Err(why)),
                 Heard::Worker(Report::Loaded(loaded)) => {
-                    self.on_teach("calibration applied", loaded.map(|t| format!("in force, threshold {t:.4}")))
+                    self.on_teach(true, loaded.map(|t| format!("in force, threshold {t:.4}")))
                 }
             }
         }
@@ -511,7 +511,7 @@ impl Service {
                 });
                 self.teacher.applying = Some(by.clone());
                 match spawned {
-                    Err(e) => self.on_teach("calibration applied", Err(format!("cannot start the teach thread: {e}"))),
+                    Err(e) => self.on_teach(true, Err(format!("cannot start the teach thread: {e}"))),
                     Ok(_) => {
                         if let Some(p) = &self.plant {
                             p.update(|b| {
@@ -537,9 +537,10 @@ impl Service {
         Ok(())
     }
 
-    /// How a teach step ended (`what`): the page's teach state and a record, by whoever asked.
-    fn on_teach(&mut self, what: &str, outcome: std::result::Result<String, String>) {
-        let applying = what == "calibration applied";
+    /// How a teach step ended (a shot, or with `applying` the new calibration): the page's teach
+    /// state and a record, by whoever asked.
+    fn on_teach(&mut self, applying: bool, outcome: std::result::Result<String, String>) {
+        let what = if applying { "calibration applied" } else { "teach shot" };
         let by = if applying { self.teacher.applying.take() } else { self.teacher.shots.pop_front() };
         let by = by.unwrap_or_else(|| "operator".into());
         let folder = crate::teach::folder(&self.teacher.config.model.calibration);
