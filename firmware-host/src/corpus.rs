@@ -1,7 +1,7 @@
 //! Pretraining samples: residual features of parts with and without synthetic anomalies, built
 //! with the box's own code (same preprocessing, same tract graph, same nearest-neighbour
 //! residual). As ADPretrain does: per image, K normal references of the same class with K drawn
-//! from {1, 4, 8}, two pixel-aligned photometric views sharing that bank, and patch labels from
+//! from {1, 4, 8} (`--bank-sizes`), two pixel-aligned photometric views sharing that bank, and patch labels from
 //! the mask at each level's resolution.
 
 use std::collections::HashMap;
@@ -44,13 +44,15 @@ pub struct Sample {
 
 /// How a synthetic corpus is made.
 #[derive(Clone, Copy, Debug)]
-pub struct CorpusSpec {
+pub struct CorpusSpec<'a> {
     /// Good reference parts per texture.
     pub references: usize,
     /// Training images per texture (half get a synthetic defect).
     pub images: usize,
     /// Image side.
     pub side: u32,
+    /// The bank sizes K a sample's references are drawn with (one picked at random per sample).
+    pub bank_sizes: &'a [usize],
     /// Seed.
     pub seed: u64,
 }
@@ -157,7 +159,7 @@ pub fn synthetic_samples(
             } else {
                 vec![false; side * side]
             };
-            let k = [1, 4, 8][rng.random_range(0..3)].min(spec.references);
+            let k = spec.bank_sizes[rng.random_range(0..spec.bank_sizes.len())].min(spec.references);
             let chosen: Vec<usize> = (0..k).map(|_| rng.random_range(0..spec.references)).collect();
             let bank: Vec<&[FeatureMap]> = chosen.iter().map(|&j| refs[j].as_slice()).collect();
             let levels = sample(extractor, &image, &mask, &bank, threads, &mut rng)?;
@@ -169,11 +171,13 @@ pub fn synthetic_samples(
 
 /// How samples are drawn from a dataset.
 #[derive(Clone, Copy, Debug)]
-pub struct DataSpec {
+pub struct DataSpec<'a> {
     /// At most this many images per class (evenly spaced through the class's list).
     pub per_class: usize,
     /// Train on the normal images only, half of them with a synthetic anomaly.
     pub synthetic: bool,
+    /// The bank sizes K a sample's references are drawn with (one picked at random per sample).
+    pub bank_sizes: &'a [usize],
     /// Seed.
     pub seed: u64,
 }
@@ -226,7 +230,7 @@ pub fn dataset_samples(
             let same_view: Vec<usize> =
                 (0..class.normal.len()).filter(|&j| item.view.is_none() || class.normal[j].1 == item.view).collect();
             let pool = if same_view.is_empty() { (0..class.normal.len()).collect() } else { same_view };
-            let k = [1, 4, 8][rng.random_range(0..3)];
+            let k = spec.bank_sizes[rng.random_range(0..spec.bank_sizes.len())];
             let chosen: Vec<usize> = (0..k).map(|_| pool[rng.random_range(0..pool.len())]).collect();
             for &j in &chosen {
                 if let std::collections::hash_map::Entry::Vacant(e) = pool_features.entry(j) {

@@ -135,6 +135,10 @@ struct PretrainArgs {
     /// Good reference parts per texture of the generated corpus (the K-shot pool).
     #[arg(long, default_value_t = 8)]
     references: usize,
+    /// The bank sizes K each training sample's references are drawn with, one picked at random
+    /// per sample (ADPretrain's 1, 4 and 8 by default; the box calibrates with 4).
+    #[arg(long, value_delimiter = ',', default_values_t = DEFAULT_BANK_SIZES)]
+    bank_sizes: Vec<usize>,
     /// Loss formulation.
     #[arg(long, value_enum, default_value = "official")]
     loss: LossVariant,
@@ -180,6 +184,9 @@ fn device(d: DeviceArg) -> anyhow::Result<Device> {
     }
 }
 
+/// `--bank-sizes`' default: a cache key leaves it out, so caches made before the flag stay valid.
+const DEFAULT_BANK_SIZES: [usize; 3] = [1, 4, 8];
+
 /// The cache key of a run's samples: everything they depend on.
 fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u8; 32] {
     use sha2::{Digest, Sha256};
@@ -190,6 +197,9 @@ fn cache_key(model: &Model, a: &PretrainArgs, classes: &[datasets::Class]) -> [u
     // A side other than the backbone's own changes every feature (older caches stay valid).
     if let Some(side) = a.side.filter(|s| *s != model.manifest.input_side) {
         h.update(format!("|side {side}"));
+    }
+    if a.bank_sizes != DEFAULT_BANK_SIZES {
+        h.update(format!("|banks {:?}", a.bank_sizes));
     }
     for c in classes {
         h.update(c.name.as_bytes());
@@ -205,6 +215,9 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
     let PretrainArgs { epochs, batch, lr, images, references, loss, size, seed, .. } = a;
     if epochs == 0 || batch == 0 || images < 2 || references == 0 {
         bail!("--epochs, --batch and --references must be positive and --images at least 2");
+    }
+    if a.bank_sizes.is_empty() || a.bank_sizes.iter().any(|k| !(1..=64).contains(k)) {
+        bail!("--bank-sizes must list bank sizes from 1 to 64, such as 1,4,8");
     }
     if !a.angle_weight.is_finite() || a.angle_weight < 0.0 || !(lr.is_finite() && lr > 0.0) {
         bail!("--angle-weight must be 0 or more and --lr positive");
@@ -226,14 +239,15 @@ fn pretrain(a: PretrainArgs) -> anyhow::Result<()> {
         Some(s) => (s, "cache".to_string()),
         None if classes.is_empty() => {
             let textures = edge_ad_eval::synth::TRAINING_TEXTURES;
-            let spec = CorpusSpec { references, images, side: 256, seed };
+            let spec = CorpusSpec { references, images, side: 256, bank_sizes: &a.bank_sizes, seed };
             let b = bar(((references + images) * textures.len()) as u64, "features");
             let s = corpus::synthetic_samples(&mut extractor, &textures, &spec, 2, &|| b.inc(1))?;
             b.finish_and_clear();
             (s, format!("{} generated textures", textures.len()))
         }
         None => {
-            let spec = DataSpec { per_class: images, synthetic: a.synthetic_anomalies, seed };
+            let spec =
+                DataSpec { per_class: images, synthetic: a.synthetic_anomalies, bank_sizes: &a.bank_sizes, seed };
             let total: usize = classes.iter().map(|c| c.items.len().min(images)).sum();
             let b = bar(total as u64, "features");
             let s = corpus::dataset_samples(&mut extractor, &classes, &spec, 2, &|| b.inc(1))?;

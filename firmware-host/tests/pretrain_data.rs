@@ -51,6 +51,13 @@ fn pretrains_from_an_mvtec_tree_with_synthetic_anomalies_and_reuses_its_features
     let (ok, _, stderr) = host(&args);
     assert!(ok, "{stderr}");
     assert_eq!(std::fs::read(out.join("feat_s8.onnx")).unwrap(), first);
+    // Other bank sizes draw other references: other samples, kept apart in the cache.
+    let mut other = args.to_vec();
+    other.extend(["--bank-sizes", "2,3"]);
+    let (ok, stdout3, stderr) = host(&other);
+    assert!(ok, "{stderr}");
+    assert!(!stdout3.contains("(from the cache)"), "{stdout3}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "a cache file per bank-size list");
 
     // With the tree's own defect masks instead (test images with ground truth).
     let (ok, stdout, stderr) = host(&[
@@ -84,6 +91,10 @@ fn a_malformed_tree_or_an_unbuilt_device_is_a_clear_error() {
     assert!(!ok && stderr.contains("1cls.csv"), "{stderr}");
     let (ok, _, stderr) = host(&["pretrain", "--data", s(&data), "--out", s(&out)]);
     assert!(!ok && stderr.contains("--layout"), "{stderr}");
+    for sizes in ["0", "1,65"] {
+        let (ok, _, stderr) = host(&["pretrain", "--bank-sizes", sizes, "--out", s(&out)]);
+        assert!(!ok && stderr.contains("--bank-sizes must list bank sizes from 1 to 64"), "{sizes}: {stderr}");
+    }
     if !cfg!(feature = "cuda") {
         let (ok, _, stderr) = host(&["pretrain", "--device", "cuda", "--out", s(&out)]);
         assert!(!ok && stderr.contains("--features cuda"), "{stderr}");
