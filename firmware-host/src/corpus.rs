@@ -1,8 +1,8 @@
 //! Pretraining samples: residual features of parts with and without synthetic anomalies, built
 //! with the box's own code (same preprocessing, same tract graph, same nearest-neighbour
 //! residual). As ADPretrain does: per image, K normal references of the same class with K drawn
-//! from {1, 4, 8} (`--bank-sizes`), two pixel-aligned photometric views sharing that bank, and patch labels from
-//! the mask at each level's resolution.
+//! from {1, 4, 8} (`--bank-sizes`), two pixel-aligned photometric views sharing that bank, and
+//! patch labels from the mask at each level's resolution.
 
 use std::collections::HashMap;
 use std::path::Path;
