@@ -58,13 +58,6 @@ pub fn write_shot(dir: &Path, name: &str, image: &RgbImage) -> Result<()> {
     Ok(())
 }
 
-/// Saves `image` as the next shot in `dir`; its name.
-pub fn save_shot(dir: &Path, image: &RgbImage) -> Result<String> {
-    let (name, _) = next_shot(dir, 0)?;
-    write_shot(dir, &name, image)?;
-    Ok(name)
-}
-
 /// Removes the shots in `dir` (start over).
 pub fn clear(dir: &Path) -> Result<()> {
     for name in shot_names(dir) {
@@ -141,6 +134,13 @@ pub fn promote(calibration: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A shot as the worker takes one with none in flight: named, then written; its name.
+    fn save_shot(dir: &Path, image: &RgbImage) -> Result<String> {
+        let (name, _) = next_shot(dir, 0)?;
+        write_shot(dir, &name, image)?;
+        Ok(name)
+    }
 
     #[test]
     fn shots_are_numbered_past_the_highest_and_capped() {
