@@ -3,15 +3,12 @@ the top-2 % mean, pixel AUROC.
     python3 backbones.py VAL ../../../models/effnet_lite0_feat.onnx mnv2_feat.onnx
 """
 import os, sys, numpy as np
-import onnxruntime as ort
 from score import Proj, banks_of, level_scores, make_map, auroc
 import direct
 ROOT = sys.argv[1]; MODELS = sys.argv[2:]
 res = {}
 for mp in MODELS:
-    so = ort.SessionOptions(); so.intra_op_num_threads = 1
-    s = ort.InferenceSession(mp, so)
-    feats = lambda a: [o[0] for o in s.run(None, {'image': a[None]})]
+    feats = direct.features(mp)
     for cat in sorted(os.listdir(ROOT)):
         d = os.path.join(ROOT, cat)
         banks = banks_of([{'f': feats(x)} for x in direct.shots(d)])

@@ -1,12 +1,18 @@
-"""Helpers for the scripts that read a set's images directly (no feature cache): the box's
-preprocessing, onnxruntime features, masks, the top-2 % image score and the parts of a category."""
+"""Helpers for the scripts that read a set's images: the box's preprocessing, onnxruntime
+features, masks, the top-2 % image score and the parts of a category."""
 import os, glob, numpy as np
 from PIL import Image
 import onnxruntime as ort
 from score import SIDE
 
-_so = ort.SessionOptions(); _so.intra_op_num_threads = 1
-_sess = ort.InferenceSession(os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../models/effnet_lite0_feat.onnx'), _so)
+LITE0 = os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../../models/effnet_lite0_feat.onnx')
+
+
+def features(model=LITE0, threads=1):
+    """The feature function of an ONNX backbone: CHW image -> per-level C,H,W arrays."""
+    so = ort.SessionOptions(); so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(model, so)
+    return lambda a: [o[0] for o in sess.run(None, {'image': a[None]})]
 
 
 def prep(im):
@@ -15,10 +21,6 @@ def prep(im):
     im = im.resize((round(w * s), round(h * s)), Image.BICUBIC); w, h = im.size
     l, t = (w - SIDE) // 2, (h - SIDE) // 2
     return np.asarray(im.crop((l, t, l + SIDE, t + SIDE)), np.float32).transpose(2, 0, 1) / 255.0
-
-
-def feats(a):
-    return [o[0] for o in _sess.run(None, {'image': a[None]})]
 
 
 def mask_of(path):

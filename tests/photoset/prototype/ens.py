@@ -4,10 +4,11 @@ prints image and pixel AUROC for each `;`-separated set (projector folders joine
 """
 import os, sys, numpy as np
 from score import Proj, banks_of, level_scores, make_map
-from direct import feats, shots, parts, Figures
+from direct import features, shots, parts, Figures
 
 ROOT, SETS = sys.argv[1], sys.argv[2].split(';')
 projs = {n: Proj(n) for s in SETS for n in s.split('+')}
+feats = features()
 res = {}
 for cat in sorted(os.listdir(ROOT)):
     d = os.path.join(ROOT, cat)

@@ -2,48 +2,24 @@
 import os, sys, glob, pickle
 import numpy as np
 from PIL import Image
-import onnxruntime as ort
+from direct import LITE0, features, prep, mask_of
 
 ROOT = sys.argv[1]
 OUT = sys.argv[2]
-MODEL = sys.argv[3] if len(sys.argv) > 3 else os.path.join(os.path.dirname(__file__), '../../../models/effnet_lite0_feat.onnx')
-SIDE = int(os.environ.get('SIDE', 224))
-so = ort.SessionOptions(); so.intra_op_num_threads = 2
-sess = ort.InferenceSession(MODEL, so)
-
-
-def prep(im):
-    im = im.convert('RGB')
-    w, h = im.size
-    s = SIDE / min(w, h)
-    im = im.resize((round(w * s), round(h * s)), Image.BICUBIC)
-    w, h = im.size
-    l, t = (w - SIDE) // 2, (h - SIDE) // 2
-    im = im.crop((l, t, l + SIDE, t + SIDE))
-    return np.asarray(im, np.float32).transpose(2, 0, 1)[None] / 255.0
+MODEL = sys.argv[3] if len(sys.argv) > 3 else LITE0
+_features = features(MODEL, threads=2)
 
 
 def feats(im):
-    return [o[0] for o in sess.run(None, {'image': prep(im)})]
+    return _features(prep(im))
 
 
 def variations(im):
-    from PIL import ImageEnhance
     a = np.asarray(im.convert('RGB'), np.float32)
     g = lambda f: Image.fromarray(np.minimum(np.round(a * f), 255).astype(np.uint8))
     w, h = im.size
     cw, ch = int(w * 0.96), int(h * 0.96)
     return [g(0.92), g(1.08), im.crop((0, 0, cw, ch)), im.crop((w - cw, h - ch, w, h))]
-
-
-def mask_of(path):
-    m = Image.open(path).convert('L')
-    w, h = m.size
-    s = SIDE / min(w, h)
-    m = m.resize((round(w * s), round(h * s)), Image.NEAREST)
-    w, h = m.size
-    l, t = (w - SIDE) // 2, (h - SIDE) // 2
-    return np.asarray(m.crop((l, t, l + SIDE, t + SIDE))) > 127
 
 
 data = {}

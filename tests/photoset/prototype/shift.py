@@ -5,11 +5,12 @@ working side (`aug`), with projector P (a folder or `none`); prints image and pi
 """
 import os, sys, numpy as np
 from score import Proj, SIDE, flat, level_scores, make_map
-from direct import feats, shots, parts, Figures
+from direct import features, shots, parts, Figures
 
 ROOT, PROJ = sys.argv[1], sys.argv[2]
 SHIFTS = [tuple(map(int, s.split(','))) for s in sys.argv[3].split(';')]
 proj = Proj(None if PROJ == 'none' else PROJ)
+feats = features()
 
 
 def shifted(a, dx, dy):
