@@ -5,11 +5,14 @@
 //! rows laid out channel by channel, and a small kernel takes 4 queries × 16 bank rows at a time,
 //! accumulates their 64 dot products in registers and keeps each query's best row as it goes. No
 //! similarity matrix is written, and a frame allocates nothing (the queries' buffer lives in a
-//! [`SearchScratch`] the caller keeps). The kernel is compiled for AVX2, AVX and NEON besides
-//! the build's baseline, and the best one the CPU has is picked at run time (multiversion). It
-//! replaced a blocked GEMM through ndarray/matrixmultiply plus a separate argmax, which repacked the
-//! bank on every call and allocated its packing buffers each time (185 allocations a frame); README,
-//! *Speed*, has the figures. Queries are split over threads by blocks.
+//! [`SearchScratch`] the caller keeps). On x86-64 CPUs with AVX2 and FMA the kernel is written
+//! with fused multiply-adds and keeps the argmax per lane in vector registers (30 % less time
+//! than the portable kernel on the first level's search); elsewhere a portable kernel, compiled
+//! for AVX and NEON besides the build's baseline, is picked at run time (multiversion). They find
+//! the same rows but for near-ties within rounding: the fused sums round once per channel. The
+//! search replaced a blocked GEMM through ndarray/matrixmultiply plus a separate argmax, which
+//! repacked the bank on every call and allocated its packing buffers each time (185 allocations a
+//! frame); README, *Speed*, has the figures. Queries are split over threads by blocks.
 
 use multiversion::multiversion;
 
@@ -143,12 +146,26 @@ impl MatchBank {
 }
 
 /// The best packed bank row of every query of `queries` (rows of `c`, a multiple of 4 rows) into
-/// `out` (which starts at (0, −∞)), 4 queries × 16 bank rows at a time: 64 running sums, which
-/// LLVM keeps in vector registers. Each dot product sums the channels in order with a separate
-/// multiply and add: `f32::mul_add` kept LLVM from vectorising the loop (22 ms against 3.2 ms for
-/// the first level's search), and without fusing, every build and CPU gives the same sums.
-#[multiversion(targets("x86_64+avx+avx2+fma", "x86_64+avx", "aarch64+neon"))]
+/// `out` (which starts at (0, −∞)): on x86-64 CPUs with AVX2 and FMA the fused-multiply-add
+/// kernel [`fma::best_rows`], elsewhere the portable one.
+#[allow(unsafe_code)] // the call of the AVX2 + FMA kernel, on a CPU checked to have both
 fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has both features the kernel is compiled for.
+        unsafe { fma::best_rows(queries, c, packed, bias, out) };
+        return;
+    }
+    best_rows_portable(queries, c, packed, bias, out);
+}
+
+/// The portable kernel: 4 queries × 16 bank rows at a time, 64 running sums that LLVM keeps in
+/// vector registers, and each query's best row kept as it goes. Each dot product sums the channels
+/// in order with a separate multiply and add: `f32::mul_add` kept LLVM from vectorising this loop
+/// (22 ms against 3.2 ms for the first level's search), since without the FMA feature it is a
+/// library call.
+#[multiversion(targets("x86_64+avx", "aarch64+neon"))]
+fn best_rows_portable(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
     for (four, slots) in queries.chunks_exact(QUERIES * c).zip(out.chunks_exact_mut(QUERIES)) {
         let (q0, rest) = four.split_at(c);
         let (q1, rest) = rest.split_at(c);
@@ -174,6 +191,82 @@ fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut 
                 }
             }
         }
+    }
+}
+
+/// The kernel for x86-64 CPUs with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)] // SIMD intrinsics: loads and stores of 8 lanes through pointers
+mod fma {
+    use std::arch::x86_64::*;
+
+    use super::{PANEL, QUERIES};
+
+    /// [`super::best_rows_portable`] with explicit 256-bit fused multiply-adds: per channel, two
+    /// loads of 16 bank values and eight FMAs into eight accumulators (4 queries × 16 rows).
+    /// Each sum is rounded once per channel instead of twice, so scores differ from the portable
+    /// kernel's in the last bits; the order of the channels is the same.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
+        for (four, slots) in queries.chunks_exact(QUERIES * c).zip(out.chunks_exact_mut(QUERIES)) {
+            // Per query and half panel: each lane's best score so far and its panel (as f32: exact
+            // up to 2²⁴ panels).
+            let mut best_score = [[_mm256_set1_ps(f32::NEG_INFINITY); 2]; QUERIES];
+            let mut best_panel = [[_mm256_setzero_ps(); 2]; QUERIES];
+            for (p, (panel, panel_bias)) in packed.chunks_exact(PANEL * c).zip(bias.chunks_exact(PANEL)).enumerate() {
+                let mut acc = [[_mm256_setzero_ps(); 2]; QUERIES];
+                for (k, lanes) in panel.chunks_exact(PANEL).enumerate() {
+                    // SAFETY: `lanes` holds 16 values, read as two unaligned 8-lane vectors.
+                    let (b0, b1) = unsafe { (_mm256_loadu_ps(lanes.as_ptr()), _mm256_loadu_ps(lanes.as_ptr().add(8))) };
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let x = _mm256_set1_ps(four[r * c + k]);
+                        a[0] = _mm256_fmadd_ps(x, b0, a[0]);
+                        a[1] = _mm256_fmadd_ps(x, b1, a[1]);
+                    }
+                }
+                // SAFETY: 16 bias values, read as two 8-lane vectors.
+                let (bias0, bias1) =
+                    unsafe { (_mm256_loadu_ps(panel_bias.as_ptr()), _mm256_loadu_ps(panel_bias.as_ptr().add(8))) };
+                let here = _mm256_set1_ps(p as f32);
+                for (r, a) in acc.iter().enumerate() {
+                    for (h, (sum, b)) in [(a[0], bias0), (a[1], bias1)].into_iter().enumerate() {
+                        let score = _mm256_add_ps(sum, b);
+                        // Strictly greater: a lane keeps its earliest panel of equal scores.
+                        let better = _mm256_cmp_ps::<_CMP_GT_OQ>(score, best_score[r][h]);
+                        best_score[r][h] = _mm256_blendv_ps(best_score[r][h], score, better);
+                        best_panel[r][h] = _mm256_blendv_ps(best_panel[r][h], here, better);
+                    }
+                }
+            }
+            for (r, slot) in slots.iter_mut().enumerate() {
+                let (mut scores, mut panels) = ([0.0f32; PANEL], [0.0f32; PANEL]);
+                // SAFETY: each array has room for two 8-lane vectors.
+                unsafe {
+                    _mm256_storeu_ps(scores.as_mut_ptr(), best_score[r][0]);
+                    _mm256_storeu_ps(scores.as_mut_ptr().add(8), best_score[r][1]);
+                    _mm256_storeu_ps(panels.as_mut_ptr(), best_panel[r][0]);
+                    _mm256_storeu_ps(panels.as_mut_ptr().add(8), best_panel[r][1]);
+                }
+                *slot = first_best(&scores, &panels);
+            }
+        }
+    }
+
+    /// Across the lanes: the highest score, and of equal scores the first row in bank order (the
+    /// lowest panel · 16 + lane), which is what one scan in row order keeps. Without any score
+    /// above −∞: row 0, −∞, as the scan starts.
+    fn first_best(scores: &[f32; PANEL], panels: &[f32; PANEL]) -> (usize, f32) {
+        let mut best = (0usize, f32::NEG_INFINITY);
+        for (lane, (&s, &p)) in scores.iter().zip(panels).enumerate() {
+            let row = p as usize * PANEL + lane;
+            if s > best.1 || (s == best.1 && s > f32::NEG_INFINITY && row < best.0) {
+                best = (row, s);
+            }
+        }
+        best
     }
 }
 
@@ -298,10 +391,97 @@ mod tests {
         assert!((r.data[4] - 2.0).abs() < 1e-6 && (r.data[5] - 0.1).abs() < 1e-6);
     }
 
+    /// Both kernels on one bank: (index, score) of every query.
+    fn both_kernels(c: usize, bank: &[f32], queries: &[f32]) -> [Vec<(usize, f32)>; 2] {
+        let mb = MatchBank::new(c, bank, Similarity::Cosine);
+        let mut scratch = SearchScratch::default();
+        let dispatched = mb.search(queries, 1, &mut scratch).to_vec();
+        let n = queries.len() / c;
+        let padded = n.div_ceil(QUERIES) * QUERIES;
+        let mut q = vec![0.0; padded * c];
+        for (row, dst) in queries.chunks_exact(c).zip(q.chunks_exact_mut(c)) {
+            unit(row, dst);
+        }
+        let mut portable = vec![(0, f32::NEG_INFINITY); padded];
+        best_rows_portable(&q, c, &mb.packed, &mb.bias, &mut portable);
+        portable.truncate(n);
+        [dispatched, portable]
+    }
+
+    #[test]
+    fn the_dispatched_kernel_finds_the_portable_kernels_rows() {
+        let (c, rows, n) = (40, 16 * 9 + 5, 4 * 7 + 3);
+        let mut seed = 7;
+        let bank: Vec<f32> = (0..rows * c).map(|_| lcg(&mut seed)).collect();
+        let queries: Vec<f32> = (0..n * c).map(|_| lcg(&mut seed)).collect();
+        let [dispatched, portable] = both_kernels(c, &bank, &queries);
+        for (i, (d, p)) in dispatched.iter().zip(&portable).enumerate() {
+            assert_eq!(d.0, p.0, "query {i}");
+            assert!((d.1 - p.1).abs() < 1e-5, "query {i}: {} against {}", d.1, p.1);
+        }
+    }
+
+    #[test]
+    fn of_equal_rows_across_lanes_and_panels_both_kernels_take_the_first() {
+        // Rows 15, 16 and 40 equal the query's direction; 15 (lane 15 of panel 0) comes before
+        // 16 (lane 0 of panel 1) and 40 (lane 8 of panel 2). Row 5 is opposite, the rest orthogonal.
+        let c = 2;
+        let mut bank = vec![0.0f32; 48 * c];
+        for r in 0..48 {
+            bank[r * c + 1] = 1.0;
+        }
+        for r in [15, 16, 40] {
+            bank[r * c..r * c + 2].copy_from_slice(&[2.0, 0.0]);
+        }
+        bank[5 * c..5 * c + 2].copy_from_slice(&[-1.0, 0.0]);
+        // A second query sees only the orthogonal rows tie at 0 except row 5's 1: row 5.
+        let queries = [1.0, 0.0, -3.0, 0.0];
+        for (k, found) in both_kernels(c, &bank, &queries).iter().enumerate() {
+            assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), [15, 5], "kernel {k}");
+        }
+    }
+
     #[test]
     fn ties_go_to_the_first_row() {
         let rb = ReferenceBank::new(2, vec![1.0, 0.0, 2.0, 0.0]);
         let q = FeatureMap { channels: 2, height: 1, width: 1, data: vec![5.0, 0.0] };
         assert_eq!(rb.residuals(&q, 1).data, vec![4.0, 0.0]);
+    }
+
+    /// Not a check but a measurement: both kernels on the default model's two searches at 224²
+    /// (784 queries × 3136 rows × 40 channels, 196 × 784 × 112), interleaved in one run; prints
+    /// the median of 30 calls of each, four times over. README, *Speed*, quotes it:
+    ///
+    ///     cargo test --release -p edge-ad-core --lib kernel_times -- --ignored --nocapture
+    #[test]
+    #[ignore = "a measurement; run it by name"]
+    fn kernel_times() {
+        let mut seed = 3;
+        for (c, rows, n) in [(40, 3136, 784), (112, 784, 196)] {
+            let bank: Vec<f32> = (0..rows * c).map(|_| lcg(&mut seed)).collect();
+            let queries: Vec<f32> = (0..n * c).map(|_| lcg(&mut seed)).collect();
+            let mb = MatchBank::new(c, &bank, Similarity::Cosine);
+            let mut out = vec![(0, f32::NEG_INFINITY); n];
+            for round in 0..4 {
+                let mut line = format!("{n} × {rows} × {c}, round {round}:");
+                for (name, portable) in [("dispatched", false), ("portable", true)] {
+                    let mut ms: Vec<f64> = (0..30)
+                        .map(|_| {
+                            out.iter_mut().for_each(|o| *o = (0, f32::NEG_INFINITY));
+                            let start = std::time::Instant::now();
+                            if portable {
+                                best_rows_portable(&queries, c, &mb.packed, &mb.bias, &mut out);
+                            } else {
+                                best_rows(&queries, c, &mb.packed, &mb.bias, &mut out);
+                            }
+                            start.elapsed().as_secs_f64() * 1e3
+                        })
+                        .collect();
+                    ms.sort_by(f64::total_cmp);
+                    line += &format!("  {name} {:.2} ms", ms[15]);
+                }
+                println!("{line}");
+            }
+        }
     }
 }
