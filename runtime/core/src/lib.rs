@@ -7,6 +7,7 @@
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
 //! [`precision`] says which float precision the backbone runs in on this board.
+//! [`feature_map`] is the data the stages after the backbone pass on.
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! On x86-64, `depthwise_avx2` adds an AVX2 + FMA depthwise kernel to tract's registry.
 //! [`workers`] runs frames on one worker per core and hands results on in order.
@@ -25,6 +26,7 @@ pub mod decision;
 #[cfg(target_arch = "x86_64")]
 pub mod depthwise_avx2;
 pub mod error;
+pub mod feature_map;
 pub mod files;
 pub mod model;
 pub mod output;

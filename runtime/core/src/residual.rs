@@ -5,18 +5,20 @@
 //! rows laid out channel by channel, and a small kernel takes 4 queries × 16 bank rows at a time,
 //! accumulates their 64 dot products in registers and keeps each query's best row as it goes. No
 //! similarity matrix is written, and a frame allocates nothing (the queries' buffer lives in a
-//! [`SearchScratch`] the caller keeps). On x86-64 CPUs with AVX2 and FMA the kernel is written
-//! with fused multiply-adds and keeps the argmax per lane in vector registers (30 % less time
-//! than the portable kernel on the first level's search); elsewhere a portable kernel, compiled
-//! for AVX and NEON besides the build's baseline, is picked at run time (multiversion). They find
-//! the same rows but for near-ties within rounding: the fused sums round once per channel. The
-//! search replaced a blocked GEMM through ndarray/matrixmultiply plus a separate argmax, which
-//! repacked the bank on every call and allocated its packing buffers each time (185 allocations a
-//! frame); README, *Speed*, has the figures. Queries are split over threads by blocks.
+//! [`SearchScratch`] the caller keeps). On aarch64 (NEON) and on x86-64 CPUs with AVX2 and FMA
+//! the kernel is written with fused multiply-adds and keeps the argmax per lane in vector
+//! registers (on x86, 30 % less time than the portable kernel for both searches of a frame);
+//! elsewhere a portable kernel, compiled for AVX besides the build's baseline, is picked at run
+//! time (multiversion). They find the same rows but for near-ties within rounding: the fused sums
+//! round once per channel. The NEON kernel is tested under qemu-user by
+//! `tests/arm64/search-kernel.sh`, which builds this file on its own. The search replaced a
+//! blocked GEMM through ndarray/matrixmultiply plus a separate argmax, which repacked the bank on
+//! every call and allocated its packing buffers each time (185 allocations a frame); README,
+//! *Speed*, has the figures. Queries are split over threads by blocks.
 
 use multiversion::multiversion;
 
-use crate::backbone::FeatureMap;
+use crate::feature_map::FeatureMap;
 
 /// Bank rows per panel of the packed bank. Measured on the first level's search (784 queries ×
 /// 3136 rows × 40 channels, one thread): 8 rows 3.9 ms, 16 rows 3.2 ms, 24 rows 4.9 ms, 32 rows
@@ -146,9 +148,9 @@ impl MatchBank {
 }
 
 /// The best packed bank row of every query of `queries` (rows of `c`, a multiple of 4 rows) into
-/// `out` (which starts at (0, −∞)): on x86-64 CPUs with AVX2 and FMA the fused-multiply-add
-/// kernel [`fma::best_rows`], elsewhere the portable one.
-#[allow(unsafe_code)] // the call of the AVX2 + FMA kernel, on a CPU checked to have both
+/// `out` (which starts at (0, −∞)): with fused multiply-adds on aarch64 ([`neon::best_rows`]) and
+/// on x86-64 CPUs with AVX2 and FMA ([`fma::best_rows`]), elsewhere the portable kernel.
+#[allow(unsafe_code)] // the calls of the SIMD kernels, on CPUs that have their features
 fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -156,7 +158,29 @@ fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut 
         unsafe { fma::best_rows(queries, c, packed, bias, out) };
         return;
     }
+    // SAFETY: NEON is part of every aarch64 target Rust builds for.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        neon::best_rows(queries, c, packed, bias, out)
+    };
+    #[cfg(not(target_arch = "aarch64"))]
     best_rows_portable(queries, c, packed, bias, out);
+}
+
+/// Across the 16 lanes of a panel, each with its best score and the panel it came from: the
+/// highest score, and of equal scores the first row in bank order (the lowest panel · 16 + lane),
+/// which is what one scan in row order keeps. Without any score above −∞: row 0, −∞, as the scan
+/// starts. Panels are f32 (exact up to 2²⁴ panels), as the vector kernels keep them.
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+fn first_best(scores: &[f32; PANEL], panels: &[f32; PANEL]) -> (usize, f32) {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    for (lane, (&s, &p)) in scores.iter().zip(panels).enumerate() {
+        let row = p as usize * PANEL + lane;
+        if s > best.1 || (s == best.1 && s > f32::NEG_INFINITY && row < best.0) {
+            best = (row, s);
+        }
+    }
+    best
 }
 
 /// The portable kernel: 4 queries × 16 bank rows at a time, 64 running sums that LLVM keeps in
@@ -164,6 +188,8 @@ fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut 
 /// in order with a separate multiply and add: `f32::mul_add` kept LLVM from vectorising this loop
 /// (22 ms against 3.2 ms for the first level's search), since without the FMA feature it is a
 /// library call.
+// On aarch64 the NEON kernel always runs; the portable one is there for the tests.
+#[cfg_attr(all(target_arch = "aarch64", not(test)), allow(dead_code))]
 #[multiversion(targets("x86_64+avx", "aarch64+neon"))]
 fn best_rows_portable(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
     for (four, slots) in queries.chunks_exact(QUERIES * c).zip(out.chunks_exact_mut(QUERIES)) {
@@ -200,7 +226,7 @@ fn best_rows_portable(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], o
 mod fma {
     use std::arch::x86_64::*;
 
-    use super::{PANEL, QUERIES};
+    use super::{first_best, PANEL, QUERIES};
 
     /// [`super::best_rows_portable`] with explicit 256-bit fused multiply-adds: per channel, two
     /// loads of 16 bank values and eight FMAs into eight accumulators (4 queries × 16 rows).
@@ -254,19 +280,71 @@ mod fma {
             }
         }
     }
+}
 
-    /// Across the lanes: the highest score, and of equal scores the first row in bank order (the
-    /// lowest panel · 16 + lane), which is what one scan in row order keeps. Without any score
-    /// above −∞: row 0, −∞, as the scan starts.
-    fn first_best(scores: &[f32; PANEL], panels: &[f32; PANEL]) -> (usize, f32) {
-        let mut best = (0usize, f32::NEG_INFINITY);
-        for (lane, (&s, &p)) in scores.iter().zip(panels).enumerate() {
-            let row = p as usize * PANEL + lane;
-            if s > best.1 || (s == best.1 && s > f32::NEG_INFINITY && row < best.0) {
-                best = (row, s);
+/// The kernel for aarch64, whose NEON unit always has fused multiply-adds.
+#[cfg(target_arch = "aarch64")]
+#[allow(unsafe_code)] // SIMD loads and stores of 4 lanes through pointers
+mod neon {
+    use std::arch::aarch64::*;
+
+    use super::{first_best, PANEL, QUERIES};
+
+    /// [`super::best_rows_portable`] with explicit 128-bit fused multiply-adds: per channel, four
+    /// loads of 4 bank values and sixteen FMAs into sixteen accumulators (4 queries × 16 rows),
+    /// the argmax kept per lane as in [`super::fma::best_rows`]. Sums round as on x86 with FMA.
+    #[target_feature(enable = "neon")]
+    pub(super) fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
+        for (four, slots) in queries.chunks_exact(QUERIES * c).zip(out.chunks_exact_mut(QUERIES)) {
+            let mut best_score = [[vdupq_n_f32(f32::NEG_INFINITY); 4]; QUERIES];
+            let mut best_panel = [[vdupq_n_f32(0.0); 4]; QUERIES];
+            for (p, (panel, panel_bias)) in packed.chunks_exact(PANEL * c).zip(bias.chunks_exact(PANEL)).enumerate() {
+                let Ok(panel_bias) = <&[f32; PANEL]>::try_from(panel_bias) else { continue };
+                let mut acc = [[vdupq_n_f32(0.0); 4]; QUERIES];
+                for (k, lanes) in panel.chunks_exact(PANEL).enumerate() {
+                    let Ok(lanes) = <&[f32; PANEL]>::try_from(lanes) else { continue };
+                    let b = load(lanes);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let x = vdupq_n_f32(four[r * c + k]);
+                        for (a, b) in a.iter_mut().zip(&b) {
+                            *a = vfmaq_f32(*a, x, *b);
+                        }
+                    }
+                }
+                let bias = load(panel_bias);
+                let here = vdupq_n_f32(p as f32);
+                for ((acc, scores), panels) in acc.iter().zip(&mut best_score).zip(&mut best_panel) {
+                    for q in 0..4 {
+                        let score = vaddq_f32(acc[q], bias[q]);
+                        // Strictly greater: a lane keeps its earliest panel of equal scores.
+                        let better = vcgtq_f32(score, scores[q]);
+                        scores[q] = vbslq_f32(better, score, scores[q]);
+                        panels[q] = vbslq_f32(better, here, panels[q]);
+                    }
+                }
+            }
+            for ((slot, scores), panels) in slots.iter_mut().zip(&best_score).zip(&best_panel) {
+                *slot = first_best(&store(scores), &store(panels));
             }
         }
-        best
+    }
+
+    /// 16 values as four 4-lane vectors.
+    #[target_feature(enable = "neon")]
+    fn load(v: &[f32; PANEL]) -> [float32x4_t; 4] {
+        // SAFETY: each load reads 4 of the 16 values, at offsets 0, 4, 8 and 12.
+        unsafe { [0, 4, 8, 12].map(|i| vld1q_f32(v.as_ptr().add(i))) }
+    }
+
+    /// Four 4-lane vectors as 16 values.
+    #[target_feature(enable = "neon")]
+    fn store(v: &[float32x4_t; 4]) -> [f32; PANEL] {
+        let mut out = [0.0f32; PANEL];
+        for (i, x) in v.iter().enumerate() {
+            // SAFETY: each store writes 4 of the 16 values, at offset 4·i.
+            unsafe { vst1q_f32(out.as_mut_ptr().add(4 * i), *x) };
+        }
+        out
     }
 }
 
@@ -423,21 +501,23 @@ mod tests {
 
     #[test]
     fn of_equal_rows_across_lanes_and_panels_both_kernels_take_the_first() {
-        // Rows 15, 16 and 40 equal the query's direction; 15 (lane 15 of panel 0) comes before
-        // 16 (lane 0 of panel 1) and 40 (lane 8 of panel 2). Row 5 is opposite, the rest orthogonal.
+        // Rows 3, 15, 16, 19 and 40 point the query's way. Row 3 is first: before row 19 in the
+        // same lane (3) of a later panel, and before rows 15 (lane 15 of panel 0), 16 (lane 0 of
+        // panel 1) and 40 (lane 8 of panel 2) in other lanes. Row 5 is opposite, the rest
+        // orthogonal.
         let c = 2;
         let mut bank = vec![0.0f32; 48 * c];
         for r in 0..48 {
             bank[r * c + 1] = 1.0;
         }
-        for r in [15, 16, 40] {
+        for r in [19, 15, 16, 3, 40] {
             bank[r * c..r * c + 2].copy_from_slice(&[2.0, 0.0]);
         }
         bank[5 * c..5 * c + 2].copy_from_slice(&[-1.0, 0.0]);
-        // A second query sees only the orthogonal rows tie at 0 except row 5's 1: row 5.
+        // The second query points the other way: row 5 alone.
         let queries = [1.0, 0.0, -3.0, 0.0];
         for (k, found) in both_kernels(c, &bank, &queries).iter().enumerate() {
-            assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), [15, 5], "kernel {k}");
+            assert_eq!(found.iter().map(|f| f.0).collect::<Vec<_>>(), [3, 5], "kernel {k}");
         }
     }
 
