@@ -170,7 +170,12 @@ fn smooth(map: &mut [f32], tmp: &mut [f32], side: usize, kernel: &[f32]) {
     }
 }
 
-/// `out` row y = Σₖ kernel[k] · `input` row reflect(y + k − r).
+/// `out` row y = Σₖ kernel[k] · `input` row reflect(y + k − r). Compiled for AVX2, AVX and NEON
+/// besides the build's baseline, the best the CPU has picked at run time (multiversion): the sums
+/// are the same to the bit (a separate multiply and add per tap, in tap order, whatever the vector
+/// width), only wider; on x86 the map and score stage took 0.9 ms against 1.9 ms for the portable
+/// build's SSE2 loop (`stage_times`, interleaved runs).
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+avx", "aarch64+neon"))]
 fn vertical_pass(input: &[f32], out: &mut [f32], side: usize, kernel: &[f32]) {
     let r = (kernel.len() / 2) as i64;
     for (y, out_row) in out.chunks_exact_mut(side).enumerate() {
