@@ -529,7 +529,8 @@ mod tests {
     }
 
     /// Not a check but a measurement: both kernels on the default model's two searches at 224²
-    /// (784 queries × 3136 rows × 40 channels, 196 × 784 × 112), interleaved in one run; prints
+    /// (784 queries × 3136 rows × 40 channels, 196 × 784 × 112) and the first one at 336 (1764 ×
+    /// 7056 × 40), interleaved in one run; prints
     /// the median of 30 calls of each, four times over. README, *Speed*, quotes it:
     ///
     ///     cargo test --release -p edge-ad-core --lib kernel_times -- --ignored --nocapture
@@ -537,7 +538,7 @@ mod tests {
     #[ignore = "a measurement; run it by name"]
     fn kernel_times() {
         let mut seed = 3;
-        for (c, rows, n) in [(40, 3136, 784), (112, 784, 196)] {
+        for (c, rows, n) in [(40, 3136, 784), (112, 784, 196), (40, 7056, 1764)] {
             let bank: Vec<f32> = (0..rows * c).map(|_| lcg(&mut seed)).collect();
             let queries: Vec<f32> = (0..n * c).map(|_| lcg(&mut seed)).collect();
             let mb = MatchBank::new(c, &bank, Similarity::Cosine);
