@@ -7,8 +7,8 @@ Gaussian sigma 4 (scipy, reflect) -> the mean of the map's highest 2 % -> verdic
 
 A measuring tool for benches/vs_onnxruntime.sh, not part of the box. Prints one JSON object:
 per-frame latencies (decoded image to verdict, as edge-ad's records time it), the wall time of the
-loop (decode included), and the scores and verdicts, so the caller can check that both pipelines
-computed the same thing.
+loop (decode included), the median milliseconds of each stage, and the scores and verdicts, so the
+caller can check that both pipelines computed the same thing.
 
 Usage: ort_pipeline.py --model M.onnx --projector DIR|none --shots S1.png ... --images I1.png ...
        --threshold T [--threads N] [--repeat R]
@@ -16,6 +16,7 @@ Usage: ort_pipeline.py --model M.onnx --projector DIR|none --shots S1.png ... --
 import argparse
 import json
 import os
+import statistics
 import time
 
 import numpy as np
@@ -73,22 +74,39 @@ class Pipeline:
         self.unit = [r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in self.raw]
         self.up = {}
 
-    def features(self, x):
+    def features(self, x, t=None):
+        """Feature rows per level; appends the times before and after the backbone to `t`."""
+        if t is not None:
+            t.append(time.perf_counter())
         outs = self.backbone.run(LEVELS, {"image": x})
         # 1 x C x H x W -> (H*W) x C rows
-        return [o[0].reshape(o.shape[1], -1).T.copy() for o in outs]
+        rows = [o[0].reshape(o.shape[1], -1).T.copy() for o in outs]
+        if t is not None:
+            t.append(time.perf_counter())
+        return rows
 
     def score(self, image):
-        feats = self.features(prep(image))
+        """The image score; the milliseconds of each stage go to self.stage_ms."""
+        t = [time.perf_counter()]
+        feats = self.features(prep(image), t)
         acc = np.zeros((SIDE, SIDE), np.float32)
+        search = projector = 0.0
+        grids = []
         for level, q in enumerate(feats):
+            start = time.perf_counter()
             qu = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
             nearest = np.argmax(qu @ self.unit[level].T, axis=1)
             r = q - self.raw[level][nearest]
             hw = int(round(np.sqrt(r.shape[0])))
             chw = r.T.reshape(1, r.shape[1], hw, hw).astype(np.float32)
+            middle = time.perf_counter()
             if self.projectors is not None:
                 chw = self.projectors[level].run(None, {"residual": chw})[0]
+            search += middle - start
+            projector += time.perf_counter() - middle
+            grids.append((chw, hw))
+        start = time.perf_counter()
+        for chw, hw in grids:
             norm = np.sqrt((chw[0] ** 2).sum(axis=0))
             grid = np.sqrt(norm + 1) - 1
             m = self.up.setdefault(hw, upsample_matrix(hw, SIDE))
@@ -97,7 +115,11 @@ class Pipeline:
         smooth = gaussian_filter(acc, sigma=4.0, mode="reflect", truncate=4.0)
         flat = smooth.ravel()
         k = max(1, int(round(flat.size * 0.02)))
-        return float(np.partition(flat, flat.size - k)[flat.size - k:].mean())
+        score = float(np.partition(flat, flat.size - k)[flat.size - k:].mean())
+        ms = lambda seconds: seconds * 1e3
+        self.stage_ms = {"preprocess": ms(t[1] - t[0]), "backbone": ms(t[2] - t[1]), "search": ms(search),
+                         "projector": ms(projector), "map and score": ms(time.perf_counter() - start)}
+        return score
 
 
 def main():
@@ -112,7 +134,7 @@ def main():
     a = ap.parse_args()
     p = Pipeline(a.model, a.projector, a.shots, a.threads)
     p.score(decode(a.images[0]))  # warm-up, as edge-ad's plan is compiled before its first frame
-    latencies, scores, verdicts = [], [], []
+    latencies, scores, verdicts, stages = [], [], [], []
     wall = time.perf_counter()
     for _ in range(a.repeat):
         for path in a.images:
@@ -122,9 +144,11 @@ def main():
             verdicts.append("NG" if not s <= a.threshold else "OK")
             latencies.append((time.perf_counter() - start) * 1e3)
             scores.append(s)
+            stages.append(p.stage_ms)
     wall = time.perf_counter() - wall
+    stage_ms = {name: statistics.median(s[name] for s in stages) for name in stages[0]} if stages else {}
     print(json.dumps({"latency_ms": latencies, "wall_s": wall, "scores": scores[: len(a.images)],
-                      "verdicts": verdicts[: len(a.images)], "threads": a.threads}))
+                      "verdicts": verdicts[: len(a.images)], "threads": a.threads, "stage_ms": stage_ms}))
 
 
 if __name__ == "__main__":

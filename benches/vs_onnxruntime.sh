@@ -10,14 +10,18 @@
 # process with one thread (latency). Every core busy: `--workers <cores>` against as many
 # onnxruntime processes, one thread each (throughput; onnxruntime's intra-op threads were slower
 # than one thread per process on this net). Latency is the frame path from the decoded image to
-# the verdict (edge-ad's records' `latency_ms`); frames/s include the decode for both. Needs python3 with numpy, pillow, scipy and onnxruntime
-# (benches/requirements.txt). EDGE_AD names a prebuilt binary; otherwise the release build is made.
+# the verdict (edge-ad's records' `latency_ms`); frames/s include the decode for both. Where the
+# stage_times example is built beside the binary, a table of both pipelines' stages follows
+# (edge-ad's from the example on the same parts, onnxruntime's from the one-process run). Needs
+# python3 with numpy, pillow, scipy and onnxruntime (benches/requirements.txt). EDGE_AD names a
+# prebuilt binary; otherwise the release build is made (and the example with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARTS=${1:-60}
 REPEAT=${2:-3}
 if [ -z "${EDGE_AD:-}" ]; then
   cargo build --release -q -p edge-ad
+  cargo build --release -q -p edge-ad-core --example stage_times
   EDGE_AD="${CARGO_TARGET_DIR:-target}/release/edge-ad"
 fi
 work=$(mktemp -d)
@@ -66,7 +70,8 @@ parts = [json.load(open(f"{sys.argv[1]}/ort-{sys.argv[2]}-{i}.json")) for i in r
 frames = sum(len(p["latency_ms"]) for p in parts)
 # Throughput over the scoring loops (model loading excluded), the slowest process deciding.
 print(json.dumps({"latency_ms": [v for p in parts for v in p["latency_ms"]], "scores": parts[0]["scores"],
-                  "fps": frames / max(p["wall_s"] for p in parts), "verdicts": parts[0]["verdicts"]}))
+                  "fps": frames / max(p["wall_s"] for p in parts), "verdicts": parts[0]["verdicts"],
+                  "stage_ms": parts[0].get("stage_ms", {})}))
 EOF
 }
 
@@ -76,6 +81,12 @@ run_edge 1 >"$work/e1.json"
 run_ort 1 >"$work/o1.json"
 run_edge "$cores" >"$work/eN.json"
 run_ort "$cores" >"$work/oN.json"
+# edge-ad's stages, when the stage_times example is built beside the binary (cargo test and
+# cargo build --examples build it): the same shots (the first 4 good parts), every test part.
+stage_times="$(dirname "$EDGE_AD")/examples/stage_times"
+if [ -x "$stage_times" ]; then
+  "$stage_times" "$cat_dir" 224 | tail -1 >"$work/stages.txt"
+fi
 
 python3 - "$work" "$cores" "${#images[@]}" <<'EOF'
 import json, statistics, sys
@@ -97,6 +108,16 @@ for name, r in rows:
 print(f"\nratio edge-ad / onnxruntime, median latency, one frame at a time: "
       f"{statistics.median(e1['latency_ms']) / statistics.median(o1['latency_ms']):.2f}")
 print(f"ratio edge-ad / onnxruntime, time per frame with every core busy: {oN['fps'] / eN['fps']:.2f}")
+try:  # side, then stage medians: preprocess, backbone, search, projector, map and score, frame
+    ours = [float(v) for v in open(f"{work}/stages.txt").read().split()[1:]]
+except (OSError, ValueError):
+    ours = None
+theirs = o1.get("stage_ms", {})
+if ours and len(ours) == 6 and theirs:
+    print("\n| stage (median ms, one thread) | edge-ad | onnxruntime |\n|---|---:|---:|")
+    for name, mine in zip(["preprocess", "backbone", "search", "projector", "map and score"], ours):
+        print(f"| {name} | {mine:.2f} | {theirs.get(name, float('nan')):.2f} |")
+    print(f"| frame | {ours[5]:.2f} | {sum(theirs.values()):.2f} |")
 n = len(o1["scores"])
 diff = max(abs(a - b) for a, b in zip(e1["scores"][:n], o1["scores"]))
 same = sum(a == b for a, b in zip(e1["verdicts"][:n], o1["verdicts"]))
