@@ -292,7 +292,7 @@ mod neon {
 
     /// [`super::best_rows_portable`] with explicit 128-bit fused multiply-adds: per channel, four
     /// loads of 4 bank values and sixteen FMAs into sixteen accumulators (4 queries × 16 rows),
-    /// the argmax kept per lane as in [`super::fma::best_rows`]. Sums round as on x86 with FMA.
+    /// the argmax kept per lane as the x86 kernel keeps it. Sums round as on x86 with FMA.
     #[target_feature(enable = "neon")]
     pub(super) fn best_rows(queries: &[f32], c: usize, packed: &[f32], bias: &[f32], out: &mut [(usize, f32)]) {
         for (four, slots) in queries.chunks_exact(QUERIES * c).zip(out.chunks_exact_mut(QUERIES)) {
@@ -530,8 +530,8 @@ mod tests {
 
     /// Not a check but a measurement: both kernels on the default model's two searches at 224²
     /// (784 queries × 3136 rows × 40 channels, 196 × 784 × 112) and the first one at 336 (1764 ×
-    /// 7056 × 40), interleaved in one run; prints
-    /// the median of 30 calls of each, four times over. README, *Speed*, quotes it:
+    /// 7056 × 40), interleaved in one run; prints the median of 30 calls of each, four times over.
+    /// README, *Speed*, quotes it:
     ///
     ///     cargo test --release -p edge-ad-core --lib kernel_times -- --ignored --nocapture
     #[test]
