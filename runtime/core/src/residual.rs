@@ -116,6 +116,17 @@ impl MatchBank {
     /// L2 `q·b − ‖b‖²/2`). Of equal scores the first row (in bank order) wins, and the result does
     /// not depend on `threads`. An empty bank gives row 0 with score −∞.
     pub fn search<'s>(&self, rows: &[f32], threads: usize, scratch: &'s mut SearchScratch) -> &'s [(usize, f32)] {
+        self.search_with(best_rows, rows, threads, scratch)
+    }
+
+    /// [`Self::search`] with the given kernel (the tests run the portable one through it too).
+    fn search_with<'s>(
+        &self,
+        kernel: Kernel,
+        rows: &[f32],
+        threads: usize,
+        scratch: &'s mut SearchScratch,
+    ) -> &'s [(usize, f32)] {
         let c = self.channels;
         let n = rows.len() / c;
         // Padded with zero queries up to a multiple of 4; their results are not returned.
@@ -134,18 +145,21 @@ impl MatchBank {
         let blocks = padded.div_ceil(BLOCK_ROWS);
         let threads = threads.clamp(1, blocks.max(1));
         if threads == 1 {
-            best_rows(queries, c, &self.packed, &self.bias, best);
+            kernel(queries, c, &self.packed, &self.bias, best);
         } else {
             let per_thread = blocks.div_ceil(threads) * BLOCK_ROWS;
             std::thread::scope(|s| {
                 for (chunk, q) in best.chunks_mut(per_thread).zip(queries.chunks(per_thread * c)) {
-                    s.spawn(move || best_rows(q, c, &self.packed, &self.bias, chunk));
+                    s.spawn(move || kernel(q, c, &self.packed, &self.bias, chunk));
                 }
             });
         }
         &scratch.best[..n]
     }
 }
+
+/// A search kernel: the queries (rows of `c`), the packed bank and its bias, the results.
+type Kernel = fn(&[f32], usize, &[f32], &[f32], &mut [(usize, f32)]);
 
 /// The best packed bank row of every query of `queries` (rows of `c`, a multiple of 4 rows) into
 /// `out` (which starts at (0, −∞)): with fused multiply-adds on aarch64 ([`neon::best_rows`]) and
@@ -472,18 +486,8 @@ mod tests {
     /// Both kernels on one bank: (index, score) of every query.
     fn both_kernels(c: usize, bank: &[f32], queries: &[f32]) -> [Vec<(usize, f32)>; 2] {
         let mb = MatchBank::new(c, bank, Similarity::Cosine);
-        let mut scratch = SearchScratch::default();
-        let dispatched = mb.search(queries, 1, &mut scratch).to_vec();
-        let n = queries.len() / c;
-        let padded = n.div_ceil(QUERIES) * QUERIES;
-        let mut q = vec![0.0; padded * c];
-        for (row, dst) in queries.chunks_exact(c).zip(q.chunks_exact_mut(c)) {
-            unit(row, dst);
-        }
-        let mut portable = vec![(0, f32::NEG_INFINITY); padded];
-        best_rows_portable(&q, c, &mb.packed, &mb.bias, &mut portable);
-        portable.truncate(n);
-        [dispatched, portable]
+        [best_rows, best_rows_portable]
+            .map(|kernel| mb.search_with(kernel, queries, 1, &mut SearchScratch::default()).to_vec())
     }
 
     #[test]
