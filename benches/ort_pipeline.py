@@ -74,21 +74,18 @@ class Pipeline:
         self.unit = [r / np.maximum(np.linalg.norm(r, axis=1, keepdims=True), 1e-12) for r in self.raw]
         self.up = {}
 
-    def features(self, x, t=None):
-        """Feature rows per level; appends the times before and after the backbone to `t`."""
-        if t is not None:
-            t.append(time.perf_counter())
+    def features(self, x):
         outs = self.backbone.run(LEVELS, {"image": x})
         # 1 x C x H x W -> (H*W) x C rows
-        rows = [o[0].reshape(o.shape[1], -1).T.copy() for o in outs]
-        if t is not None:
-            t.append(time.perf_counter())
-        return rows
+        return [o[0].reshape(o.shape[1], -1).T.copy() for o in outs]
 
     def score(self, image):
         """The image score; the milliseconds of each stage go to self.stage_ms."""
         t = [time.perf_counter()]
-        feats = self.features(prep(image), t)
+        x = prep(image)
+        t.append(time.perf_counter())
+        feats = self.features(x)
+        t.append(time.perf_counter())
         acc = np.zeros((SIDE, SIDE), np.float32)
         search = projector = 0.0
         grids = []
