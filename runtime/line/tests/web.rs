@@ -61,12 +61,16 @@ fn an_operator_logs_in_sets_the_sensitivity_and_teaches_a_new_calibration_from_t
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    // The calibration in force comes from other good parts than those the folder source replays:
+    // four teach shots that happened to be the replay's four good frames would otherwise make the
+    // very same calibration, and the threshold check below could not tell them apart.
+    let shots: Vec<(String, RgbImage)> = (4..8).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    let replayed: Vec<RgbImage> = (0..4).map(part).collect();
     std::fs::create_dir_all(root.join("replay")).unwrap();
-    for (k, (_, shot)) in shots.iter().enumerate() {
-        shot.save(root.join(format!("replay/{k}-good.png"))).unwrap();
+    for (k, good) in replayed.iter().enumerate() {
+        good.save(root.join(format!("replay/{k}-good.png"))).unwrap();
     }
-    let mut defective = shots[0].1.clone();
+    let mut defective = replayed[0].clone();
     for y in 60..120 {
         for x in 80..150 {
             defective.put_pixel(x, y, image::Rgb([10, 10, 10]));
