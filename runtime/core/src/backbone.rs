@@ -1,9 +1,12 @@
-//! The backbone: the model's ONNX graph compiled by tract for one input side, returning the
-//! manifest's feature levels.
+//! The backbone: the model's ONNX graph compiled for one input side, returning the manifest's
+//! feature levels. In f32, a graph of the MobileNet / EfficientNet-Lite family (the default model)
+//! runs on the crate's own executor ([`crate::conv_net`]); any other graph, and every graph in
+//! f16, runs on tract.
 
 use edge_ad_calib::ModelManifest;
 use tract_onnx::prelude::*;
 
+use crate::conv_net::{ConvNet, ConvNetRun};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::precision::Precision;
@@ -14,24 +17,57 @@ type Plan = std::sync::Arc<TypedRunnableModel>;
 
 /// A compiled backbone with one frame's worth of run state.
 ///
-/// The compiled plan is shared: [`Backbone::fork`] gives another worker its own state (tract's
-/// per-session scratch, the input tensor) over the same plan, so N workers cost one compilation.
+/// The compiled graph is shared: [`Backbone::fork`] gives another worker its own state (buffers,
+/// tract's per-session scratch, the input tensor) over the same graph, so N workers cost one
+/// compilation.
 pub struct Backbone {
-    plan: Plan,
-    run: GraphRun,
+    engine: Engine,
     side: usize,
     shapes: Vec<(usize, usize, usize)>,
     name: String,
 }
 
+/// What runs the graph.
+enum Engine {
+    /// The crate's own executor ([`crate::conv_net`]).
+    Own(ConvNetRun),
+    /// tract's compiled plan and one run state over it.
+    Tract { plan: Plan, run: GraphRun },
+}
+
 impl Backbone {
-    /// Compiles `model` for square inputs of `side` pixels. The input fact is fixed before
-    /// optimisation so tract specialises every kernel; the outputs are the manifest's levels.
-    /// Convolutions run channel-last (tract's `conv_nhwc` transform): the depthwise layers then
-    /// use tract's channel-last loops, which cover stride 2 and borders (README, *Speed*); the
-    /// outputs are unchanged. The model's [`Precision`] decides the float type (see
-    /// [`crate::precision`]).
+    /// Compiles `model` for square inputs of `side` pixels: on the crate's own executor when the
+    /// graph is of the family it runs and the precision is f32, else on tract
+    /// ([`Backbone::on_tract`]).
     pub fn new(model: &Model, side: u32) -> Result<Self> {
+        let m = &model.manifest;
+        let shapes = expected_shapes(m, side);
+        if model.precision == Precision::F32 {
+            let outputs: Vec<&str> = m.levels.iter().map(|l| l.output.as_str()).collect();
+            match ConvNet::compile(&model.onnx, m.input_name.as_str(), &outputs, side as usize) {
+                Ok(net) if net.output_shapes() == shapes => {
+                    tracing::debug!("{}: the own executor runs the backbone ({} steps)", model.origin, net.steps());
+                    let engine = Engine::Own(ConvNetRun::new(std::sync::Arc::new(net)));
+                    return Ok(Self { engine, side: side as usize, shapes, name: model.origin.clone() });
+                }
+                Ok(net) => tracing::info!(
+                    "{}: the graph's outputs are {:?}, the manifest says {shapes:?}; tract runs it",
+                    model.origin,
+                    net.output_shapes()
+                ),
+                Err(why) => tracing::info!("{}: tract runs the backbone ({why})", model.origin),
+            }
+        }
+        Self::on_tract(model, side)
+    }
+
+    /// Compiles `model` for square inputs of `side` pixels on tract, whatever the graph. The
+    /// input fact is fixed before optimisation so tract specialises every kernel; the outputs
+    /// are the manifest's levels. Convolutions run channel-last (tract's `conv_nhwc` transform):
+    /// the depthwise layers then use tract's channel-last loops, which cover stride 2 and
+    /// borders (README, *Speed*); the outputs are unchanged. The model's [`Precision`] decides
+    /// the float type (see [`crate::precision`]).
+    pub fn on_tract(model: &Model, side: u32) -> Result<Self> {
         let m = &model.manifest;
         let err = |reason: String| Error::Model { model: model.origin.clone(), reason };
         let side_us = side as usize;
@@ -58,12 +94,28 @@ impl Backbone {
     fn over(plan: Plan, side: usize, shapes: Vec<(usize, usize, usize)>, name: String) -> Result<Self> {
         let run = GraphRun::new(&plan, &[1, 3, side, side])
             .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
-        Ok(Self { plan, run, side, shapes, name })
+        Ok(Self { engine: Engine::Tract { plan, run }, side, shapes, name })
+    }
+
+    /// What runs the graph: `"own"` ([`crate::conv_net`]) or `"tract"`.
+    pub fn engine(&self) -> &'static str {
+        match self.engine {
+            Engine::Own(_) => "own",
+            Engine::Tract { .. } => "tract",
+        }
     }
 
     /// Another run state over the same compiled plan, for another worker.
     pub fn fork(&self) -> Result<Self> {
-        Self::over(self.plan.clone(), self.side, self.shapes.clone(), self.name.clone())
+        match &self.engine {
+            Engine::Own(run) => Ok(Self {
+                engine: Engine::Own(ConvNetRun::new(run.net().clone())),
+                side: self.side,
+                shapes: self.shapes.clone(),
+                name: self.name.clone(),
+            }),
+            Engine::Tract { plan, .. } => Self::over(plan.clone(), self.side, self.shapes.clone(), self.name.clone()),
+        }
     }
 
     /// Input side in pixels.
@@ -88,8 +140,15 @@ impl Backbone {
         if chw.len() != expected {
             return Err(err(format!("input has {} values, the graph takes {expected}", chw.len())));
         }
+        if out.len() != self.shapes.len() {
+            return Err(err(format!("{} maps given, manifest lists {}", out.len(), self.shapes.len())));
+        }
+        let run = match &mut self.engine {
+            Engine::Own(run) => return run.run(chw, out).map_err(err),
+            Engine::Tract { run, .. } => run,
+        };
         let results =
-            self.run.run(|input| input.copy_from_slice(chw)).map_err(|e| err(format!("inference failed: {e:#}")))?;
+            run.run(|input| input.copy_from_slice(chw)).map_err(|e| err(format!("inference failed: {e:#}")))?;
         if results.len() != out.len() {
             return Err(err(format!("graph gave {} outputs, manifest lists {}", results.len(), out.len())));
         }

@@ -6,7 +6,8 @@
 //! parts and turns one back into an inspector; [`model`] and [`bundle`] load the backbone (the
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
-//! [`precision`] says which float precision the backbone runs in on this board.
+//! [`conv_net`] is the backbone's own executor for graphs of the MobileNet / EfficientNet-Lite
+//! family (tract runs the others). [`precision`] says which float precision the backbone runs in on this board.
 //! [`feature_map`] is the data the stages after the backbone pass on.
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! On x86-64, `depthwise_avx2` adds an AVX2 + FMA depthwise kernel to tract's registry.
@@ -22,6 +23,7 @@ pub mod backbone;
 pub mod bundle;
 pub mod calibrate;
 pub mod canvas;
+pub mod conv_net;
 pub mod decision;
 #[cfg(target_arch = "x86_64")]
 pub mod depthwise_avx2;

@@ -1,10 +1,11 @@
 //! The design's rule: a frame allocates nothing in steady state. Counted with a counting global
 //! allocator on the default model and projector (FeatureNorm, one search thread, as each worker
-//! runs). Two libraries allocate inside their own calls: tract in its runs (intermediate tensors)
-//! and fast_image_resize in its resize (filter coefficients). Those are counted on their own, by
-//! calling them alone on the same inputs, and every allocation of a whole frame must be one of
-//! theirs: the frame path's own code (photometry, the layout, the search, the subtraction, the
-//! projector's input and output, the scorer, the map, the image score) adds none.
+//! runs). Three libraries allocate inside their own calls: tract in its runs (intermediate
+//! tensors: the projector, and the backbone in f16), the gemm crate in the backbone's own executor
+//! (packing buffers) and fast_image_resize in its resize (filter coefficients). Those are counted
+//! on their own, by calling them alone on the same inputs, and every allocation of a whole frame
+//! must be one of theirs: the frame path's own code (photometry, the layout, the search, the
+//! subtraction, the projector's input and output, the scorer, the map, the image score) adds none.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -149,11 +150,25 @@ fn frame_allocations(precision: Precision) {
                 run.project(l, r).unwrap();
             }
         });
-        (resize, b + p)
+        (resize, b, p)
     };
     libraries();
-    let (resize, tract) = libraries();
-    assert!(tract > 0 && resize > 0, "the libraries' allocations were counted");
+    let (resize, in_backbone, in_projector) = libraries();
+    // The backbone's own executor (f32) allocates only inside the gemm crate's calls (its packing
+    // buffers, one block of output rows per call): far fewer than tract's run of the same graph.
+    match precision {
+        Precision::F32 => {
+            assert_eq!(backbone.engine(), "own");
+            let mut on_tract = Backbone::on_tract(&model, 224).unwrap();
+            on_tract.run_into(&chw, &mut features).unwrap();
+            let tract_backbone = allocations(|| on_tract.run_into(&chw, &mut features).unwrap());
+            eprintln!("the backbone on tract: {tract_backbone} allocations per frame");
+            assert!(in_backbone * 4 < tract_backbone, "own executor {in_backbone}, tract {tract_backbone}");
+        }
+        _ => assert_eq!(backbone.engine(), "tract"),
+    }
+    let tract = in_backbone + in_projector;
+    assert!(in_projector > 0 && resize > 0, "the libraries' allocations were counted");
     for (i, n) in whole.iter().enumerate() {
         assert_eq!(
             *n,
@@ -169,6 +184,8 @@ fn frame_allocations(precision: Precision) {
     });
     assert_eq!(ours, 0, "the nearest-neighbour search and subtraction allocate nothing");
     eprintln!(
-        "{precision}: allocations per frame: {tract} inside tract's runs, {resize} inside the resize, none of ours"
+        "{precision}: allocations per frame: {in_backbone} inside the backbone's run ({}), {in_projector} inside \
+         tract's projector runs, {resize} inside the resize, none of ours",
+        if backbone.engine() == "own" { "the own executor: the gemm crate's calls" } else { "tract" }
     );
 }
