@@ -120,8 +120,8 @@ pub struct ConvNet {
 enum Value {
     /// The image, normalised by `scale` and `shift` so far.
     Image { scale: [f32; 3], shift: [f32; 3] },
-    /// A step's output (the step's index, its shape); fusable while `open` (no clip, no
-    /// residual yet).
+    /// A step's output (the step's index, its shape). A Clip or an Add that follows may be fused
+    /// into that step (see `Compiler::node`).
     Computed { step: usize, shape: Shape },
 }
 
@@ -285,6 +285,9 @@ impl<'a> Compiler<'a> {
     }
 
     fn node(&mut self, node: &'a pb::NodeProto) -> Result<(), Declined> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(format!("an operator of domain {}", node.domain));
+        }
         let out = node.output.first().filter(|_| node.output.len() == 1).ok_or("not one output")?.as_str();
         let input = |i: usize| node.input.get(i).map(String::as_str).ok_or_else(|| format!("no input {i}"));
         match node.op_type.as_str() {
@@ -366,13 +369,17 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    /// A constant with 1 or 3 values (a scalar or one per input channel).
+    /// A constant that broadcasts over the 1×3×H×W image as one value, or as one value per
+    /// channel (shape [3, 1, 1] or [1, 3, 1, 1]).
     fn per_channel(&self, name: &str) -> Result<[f32; 3], Declined> {
+        let shape = self.constant(name)?.shape().to_vec();
         let v = self.floats(name)?;
+        let rank = shape.len();
+        let per_channel = rank >= 3 && shape[rank - 3] == 3 && shape.iter().filter(|&&d| d != 1).count() == 1;
         match v.len() {
             1 => Ok([v[0]; 3]),
-            3 => Ok([v[0], v[1], v[2]]),
-            n => Err(format!("{name} has {n} values, not 1 or 3")),
+            3 if per_channel => Ok([v[0], v[1], v[2]]),
+            _ => Err(format!("{name} of shape {shape:?} is not one value or one per channel")),
         }
     }
 

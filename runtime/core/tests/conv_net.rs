@@ -233,6 +233,14 @@ fn graphs_of_another_family_are_declined_with_the_reason() {
     let why = ConvNet::compile(&g.encode(&["out"]), "image", &["out"], 32).unwrap_err();
     assert!(why.contains("also read"), "{why}");
 
+    // A normalisation that broadcasts along the image's width, not its channels.
+    let mut g = Graph::default();
+    let along_width = g.constant("m", &[1, 1, 1, 3], vec![0.1, 0.2, 0.3]);
+    g.node("Sub", &["image", &along_width], "centred", vec![]);
+    g.conv("centred", "out", (3, 8, 1), 3, 2, [1, 1, 1, 1], true);
+    let why = ConvNet::compile(&g.encode(&["out"]), "image", &["out"], 32).unwrap_err();
+    assert!(why.contains("one per channel"), "{why}");
+
     // A grouped convolution that is not depthwise.
     let mut g = Graph::default();
     g.conv("image", "stem", (3, 8, 1), 3, 2, [1, 1, 1, 1], true);
