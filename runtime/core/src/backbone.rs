@@ -46,7 +46,7 @@ impl Backbone {
             let outputs: Vec<&str> = m.levels.iter().map(|l| l.output.as_str()).collect();
             match ConvNet::compile(&model.onnx, m.input_name.as_str(), &outputs, side as usize) {
                 Ok(net) if net.output_shapes() == shapes => {
-                    tracing::debug!("{}: the own executor runs the backbone ({} steps)", model.origin, net.steps());
+                    tracing::info!("{}: the own executor runs the backbone ({} steps)", model.origin, net.steps());
                     let engine = Engine::Own(ConvNetRun::new(std::sync::Arc::new(net)));
                     return Ok(Self { engine, side: side as usize, shapes, name: model.origin.clone() });
                 }

@@ -9,13 +9,13 @@
 //! `benches/ort_backbone_profile.py`). Here:
 //!
 //! - every convolution with one group is a matrix product through the `gemm` crate (AVX-512,
-//!   AVX2+FMA or NEON kernels chosen at run time), over blocks of output pixels: the block's
-//!   output rows start as the bias (plus the residual, when an Add follows), the product is
-//!   accumulated into them, and the clip is applied while they are still in cache. A 1×1
+//!   AVX2+FMA or NEON kernels chosen at run time), over blocks of output pixels: the product is
+//!   written into the block's output rows (added to the residual's rows, when an Add follows),
+//!   then bias and clip are applied in one pass while the rows are still in cache. A 1×1
 //!   convolution multiplies the activations where they lie; others (the stem) gather a block's
-//!   patches first, normalising the image's values on the way;
-//! - depthwise convolutions run channel-last, 16 channels at a time in registers, with bias and
-//!   clip fused;
+//!   patches first. The image is normalised into a channel-last buffer once per frame;
+//! - depthwise convolutions run channel-last, two pixels × up to 48 channels at a time in
+//!   registers, with bias and clip fused;
 //! - buffers are reused once a value has had its last reader, and none is allocated per frame.
 //!
 //! Anything else in a graph (another operator, dilations, grouped but not depthwise
