@@ -138,7 +138,14 @@ impl ConvNet {
             .proto_model_for_read(&mut std::io::Cursor::new(onnx))
             .map_err(|e| format!("not an ONNX model: {e}"))?;
         let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
-        Compiler::new(graph, side)?.compile(input, outputs)
+        let opset =
+            proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
+        // Before opset 7 the element-wise operators broadcast only by an attribute; opsets 7 to 10
+        // give Clip's bounds as attributes (handled below).
+        if opset < 7 {
+            return Err(format!("opset {opset}"));
+        }
+        Compiler::new(graph, side, opset)?.compile(input, outputs)
     }
 
     /// The input side this was compiled for.
@@ -160,6 +167,8 @@ impl ConvNet {
 struct Compiler<'a> {
     graph: &'a pb::GraphProto,
     side: usize,
+    /// The model's version of the default ONNX operator set.
+    opset: i64,
     constants: HashMap<&'a str, Tensor>,
     values: HashMap<&'a str, Value>,
     /// How many nodes (and graph outputs) read each value.
@@ -172,7 +181,7 @@ struct Compiler<'a> {
 }
 
 impl<'a> Compiler<'a> {
-    fn new(graph: &'a pb::GraphProto, side: usize) -> Result<Self, Declined> {
+    fn new(graph: &'a pb::GraphProto, side: usize, opset: i64) -> Result<Self, Declined> {
         let onnx = tract_onnx::onnx();
         let mut constants = HashMap::new();
         for init in &graph.initializer {
@@ -192,6 +201,7 @@ impl<'a> Compiler<'a> {
         Ok(Self {
             graph,
             side,
+            opset,
             constants,
             values: HashMap::new(),
             readers,
@@ -311,6 +321,12 @@ impl<'a> Compiler<'a> {
             "Clip" | "Relu" => {
                 let (lo, hi) = if node.op_type == "Relu" {
                     (0.0, f32::INFINITY)
+                } else if self.opset < 11 {
+                    // Clip-6: the bounds are attributes.
+                    let bound = |name: &str, default: f32| -> Result<f32, Declined> {
+                        Ok(node.get_attr_opt::<f32>(name).map_err(|e| e.to_string())?.unwrap_or(default))
+                    };
+                    (bound("min", f32::NEG_INFINITY)?, bound("max", f32::INFINITY)?)
                 } else {
                     let bound = |i: usize, default: f32| -> Result<f32, Declined> {
                         match node.input.get(i).filter(|n| !n.is_empty()) {

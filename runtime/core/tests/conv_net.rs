@@ -122,6 +122,10 @@ impl Graph {
     }
 
     fn encode(self, outputs: &[&str]) -> Vec<u8> {
+        self.encode_in_opset(outputs, 17)
+    }
+
+    fn encode_in_opset(self, outputs: &[&str], opset: i64) -> Vec<u8> {
         let graph = pb::GraphProto {
             node: self.nodes,
             name: "test".into(),
@@ -132,7 +136,7 @@ impl Graph {
         };
         pb::ModelProto {
             ir_version: 8,
-            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
             graph: Some(graph),
             ..Default::default()
         }
@@ -214,6 +218,30 @@ fn the_own_executor_gives_tracts_outputs_on_every_path() {
         run.run(&image, &mut maps).unwrap();
         assert!(maps.iter().zip(&first).all(|(m, f)| m.data == *f), "side {side}: a second run differs");
     }
+}
+
+/// Before opset 11, Clip's bounds are attributes: a ReLU6 written that way clips as tract does.
+#[test]
+fn clip_bounds_given_as_attributes_in_older_opsets_are_read() {
+    let mut g = Graph::default();
+    g.conv("image", "stem", (3, 16, 1), 3, 2, [0, 0, 1, 1], true);
+    let float = |name: &str, f: f32| pb::AttributeProto { name: name.into(), r#type: 1, f, ..Default::default() };
+    g.node("Clip", &["stem"], "act", vec![float("min", 0.0), float("max", 0.25)]);
+    g.conv("act", "out", (16, 8, 1), 1, 1, [0; 4], true);
+    let onnx = g.encode_in_opset(&["out"], 10);
+    let side = 24;
+    let net = ConvNet::compile(&onnx, "image", &["out"], side).unwrap();
+    let &[(c, h, w)] = net.output_shapes().as_slice() else { panic!("one output") };
+    let mut run = ConvNetRun::new(std::sync::Arc::new(net));
+    let image = values(3 * side * side, 3, 0.5).iter().map(|v| v + 0.5).collect::<Vec<_>>();
+    let mut maps = vec![FeatureMap::zeros(c, h, w)];
+    run.run(&image, &mut maps).unwrap();
+    let want = &on_tract(&onnx, &image, side)[0];
+    let mut chw = vec![0.0; want.len()];
+    maps[0].write_chw(&mut chw);
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let worst = chw.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst <= 1e-5 * scale, "max abs diff {worst}, largest value {scale}");
 }
 
 #[test]
