@@ -11,6 +11,9 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+mod common;
+use common::float_nchw;
+
 /// Deterministic values in roughly [-scale, scale].
 fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
     (0..n as u32)
@@ -19,26 +22,6 @@ fn values(n: usize, seed: u32, scale: f32) -> Vec<f32> {
             ((h >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * scale
         })
         .collect()
-}
-
-/// A float tensor type [1, 3, H, W] with symbolic H and W.
-fn float_image() -> pb::TypeProto {
-    use pb::tensor_shape_proto::{dimension::Value as Dim, Dimension};
-    let dim = |v: Dim| Dimension { value: Some(v), ..Default::default() };
-    pb::TypeProto {
-        value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-            elem_type: 1,
-            shape: Some(pb::TensorShapeProto {
-                dim: vec![
-                    dim(Dim::DimValue(1)),
-                    dim(Dim::DimValue(3)),
-                    dim(Dim::DimParam("h".into())),
-                    dim(Dim::DimParam("w".into())),
-                ],
-            }),
-        })),
-        ..Default::default()
-    }
 }
 
 /// A graph under construction.
@@ -130,7 +113,7 @@ impl Graph {
             node: self.nodes,
             name: "test".into(),
             initializer: self.constants,
-            input: vec![pb::ValueInfoProto { name: "image".into(), r#type: Some(float_image()), ..Default::default() }],
+            input: vec![pb::ValueInfoProto { name: "image".into(), r#type: Some(float_nchw(3)), ..Default::default() }],
             output: outputs.iter().map(|o| pb::ValueInfoProto { name: o.to_string(), ..Default::default() }).collect(),
             ..Default::default()
         };
