@@ -167,13 +167,13 @@ fn frame_allocations(precision: Precision) {
         }
         _ => assert_eq!(backbone.engine(), "tract"),
     }
-    let tract = in_backbone + in_projector;
     assert!(in_projector > 0 && resize > 0, "the libraries' allocations were counted");
     for (i, n) in whole.iter().enumerate() {
         assert_eq!(
             *n,
-            tract + resize,
-            "frame {i}: {n} allocations, of them {tract} inside tract's runs and {resize} inside the resize"
+            in_backbone + in_projector + resize,
+            "frame {i}: {n} allocations, of them {in_backbone} inside the backbone's run, {in_projector} inside tract's \
+             projector runs and {resize} inside the resize"
         );
     }
     // And the stages of ours between the libraries' calls, alone: none.
