@@ -50,8 +50,8 @@ impl Shape {
     }
 }
 
-/// Where a convolution reads: the graph's input image (C×H×W, with the graph's per-channel
-/// affine normalisation applied on the way), or a buffer.
+/// Where a convolution reads: the graph's input image (normalised per channel into a
+/// channel-last buffer once per frame), or a buffer.
 #[derive(Clone, Copy, Debug)]
 enum Source {
     Image,
@@ -148,11 +148,6 @@ impl ConvNet {
         Compiler::new(graph, side, opset)?.compile(input, outputs)
     }
 
-    /// The input side this was compiled for.
-    pub fn side(&self) -> usize {
-        self.side
-    }
-
     /// The steps' count (for the log).
     pub fn steps(&self) -> usize {
         self.steps.len()
@@ -174,8 +169,8 @@ struct Compiler<'a> {
     /// How many nodes (and graph outputs) read each value.
     readers: HashMap<&'a str, usize>,
     steps: Vec<Step>,
-    /// Each step's output shape.
-    step_shapes: Vec<Shape>,
+    /// The image's normalisation as the convolutions that read it see it.
+    image_normalisation: Option<([f32; 3], [f32; 3])>,
     /// Last step that reads each buffer (logical buffers, one per step output).
     last_read: Vec<usize>,
 }
@@ -206,7 +201,7 @@ impl<'a> Compiler<'a> {
             values: HashMap::new(),
             readers,
             steps: Vec::new(),
-            step_shapes: Vec::new(),
+            image_normalisation: None,
             last_read: Vec::new(),
         })
     }
@@ -227,7 +222,7 @@ impl<'a> Compiler<'a> {
                 _ => return Err(format!("output {name} is not a convolution's")),
             }
         }
-        let (first_conv_scale, first_conv_shift) = self.image_normalisation()?;
+        let (scale, shift) = self.image_normalisation.ok_or("no convolution reads the image")?;
         let (assignment, buffer_sizes) = self.assign_buffers(&wanted);
         for step in &mut self.steps {
             remap(step, &assignment);
@@ -245,31 +240,13 @@ impl<'a> Compiler<'a> {
             .unwrap_or(0);
         Ok(ConvNet {
             side: self.side,
-            scale: first_conv_scale,
-            shift: first_conv_shift,
+            scale,
+            shift,
             steps: self.steps,
             buffer_sizes,
             outputs: wanted.iter().map(|&(step, shape)| (assignment[step], shape)).collect(),
             gather_len,
         })
-    }
-
-    /// The normalisation of the image as the convolutions reading it see it (all must agree).
-    fn image_normalisation(&self) -> Result<([f32; 3], [f32; 3]), Declined> {
-        let mut found: Option<([f32; 3], [f32; 3])> = None;
-        for node in &self.graph.node {
-            if node.op_type != "Conv" {
-                continue;
-            }
-            if let Some(Value::Image { scale, shift }) = node.input.first().and_then(|i| self.image_value(i)) {
-                match found {
-                    None => found = Some((scale, shift)),
-                    Some(f) if f == (scale, shift) => {}
-                    Some(_) => return Err("convolutions read the image normalised differently".into()),
-                }
-            }
-        }
-        found.ok_or_else(|| "no convolution reads the image".into())
     }
 
     fn image_value(&self, name: &str) -> Option<Value> {
@@ -300,11 +277,8 @@ impl<'a> Compiler<'a> {
         }
         let out = node.output.first().filter(|_| node.output.len() == 1).ok_or("not one output")?.as_str();
         let input = |i: usize| node.input.get(i).map(String::as_str).ok_or_else(|| format!("no input {i}"));
-        match node.op_type.as_str() {
-            "Sub" | "Mul" | "Div" | "Add" if self.image_value(input(0)?).is_some() => {
-                let Some(Value::Image { mut scale, mut shift }) = self.image_value(input(0)?) else {
-                    return Err("not the image".into());
-                };
+        match (node.op_type.as_str(), node.input.first().and_then(|i| self.image_value(i))) {
+            ("Sub" | "Mul" | "Div" | "Add", Some(Value::Image { mut scale, mut shift })) => {
                 let k = self.per_channel(input(1)?)?;
                 for c in 0..3 {
                     match node.op_type.as_str() {
@@ -317,8 +291,8 @@ impl<'a> Compiler<'a> {
                 self.values.insert(out, Value::Image { scale, shift });
                 Ok(())
             }
-            "Conv" => self.conv(node, out),
-            "Clip" | "Relu" => {
+            ("Conv", _) => self.conv(node, out),
+            ("Clip" | "Relu", _) => {
                 let (lo, hi) = if node.op_type == "Relu" {
                     (0.0, f32::INFINITY)
                 } else if self.opset < 11 {
@@ -354,7 +328,7 @@ impl<'a> Compiler<'a> {
                 self.values.insert(out, Value::Computed { step, shape });
                 Ok(())
             }
-            "Add" => {
+            ("Add", _) => {
                 let (a, b) = (self.value(input(0)?)?, self.value(input(1)?)?);
                 let (Value::Computed { step: sa, shape: ha }, Value::Computed { step: sb, shape: hb }) = (a, b) else {
                     return Err("adds the image".into());
@@ -381,7 +355,7 @@ impl<'a> Compiler<'a> {
                 self.values.insert(out, Value::Computed { step: into, shape: ha });
                 Ok(())
             }
-            other => Err(format!("operator {other} is not one this runs")),
+            (other, _) => Err(format!("operator {other} is not one this runs")),
         }
     }
 
@@ -449,7 +423,16 @@ impl<'a> Compiler<'a> {
         };
         let source_value = self.value(node.input.first().ok_or("no input")?)?;
         let (source, in_shape) = match source_value {
-            Value::Image { .. } => (Source::Image, Shape { height: self.side, width: self.side, channels: 3 }),
+            Value::Image { scale, shift } => {
+                // Every convolution of the image must see it normalised the same way: the run
+                // normalises it once.
+                match self.image_normalisation {
+                    None => self.image_normalisation = Some((scale, shift)),
+                    Some(seen) if seen == (scale, shift) => {}
+                    Some(_) => return Err("convolutions read the image normalised differently".into()),
+                }
+                (Source::Image, Shape { height: self.side, width: self.side, channels: 3 })
+            }
             Value::Computed { step, shape } => (Source::Buffer(step), shape),
         };
         let out_side = |len: usize, k: usize, s: usize, a: i64, b: i64| {
@@ -517,7 +500,6 @@ impl<'a> Compiler<'a> {
             return Err(format!("group {group} over {cin} channels"));
         };
         self.steps.push(step_kind);
-        self.step_shapes.push(out_shape);
         self.last_read.push(step);
         if let Source::Buffer(of) = source {
             self.read(of, step);
@@ -537,7 +519,7 @@ impl<'a> Compiler<'a> {
         let mut freed = vec![false; self.steps.len()];
         let mut sizes: Vec<usize> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
-        for (step, shape) in self.step_shapes.iter().enumerate() {
+        for (step, shape) in self.steps.iter().map(Step::out).enumerate() {
             // Values whose last reader came before this step free their buffers for it (not
             // those this step reads: a step never writes where it reads).
             for earlier in 0..step {
@@ -560,6 +542,15 @@ impl<'a> Compiler<'a> {
             assignment[step] = slot;
         }
         (assignment, sizes)
+    }
+}
+
+impl Step {
+    /// The step's output shape.
+    fn out(&self) -> Shape {
+        match self {
+            Step::Product { out, .. } | Step::Depthwise { out, .. } => *out,
+        }
     }
 }
 
