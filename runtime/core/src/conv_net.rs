@@ -29,6 +29,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use crate::feature_map::FeatureMap;
+use crate::matmul::{product, Layout};
 
 /// Output pixels per block of a matrix-product convolution: the block's output rows (and a
 /// gathered block of patches) stay in L2 between the product and the bias and clip. Each block is
@@ -716,41 +717,15 @@ impl Product<'_> {
         if let Some(r) = residual {
             block.copy_from_slice(r);
         }
-        multiply_into(block, lhs, self.weights, (rows, k, n), residual.is_some());
+        product(
+            (block, Layout::dense(rows, n)),
+            (lhs, Layout::dense(rows, k)),
+            (self.weights, Layout::dense(k, n)),
+            residual.is_some(),
+            1.0,
+        );
         let (lo, hi) = self.clip.unwrap_or((f32::NEG_INFINITY, f32::INFINITY));
         bias_and_clip(block, self.bias, lo, hi);
-    }
-}
-
-/// `dst` (rows × n) = `lhs` (rows × k) · `rhs` (k × n), plus what `dst` held when `accumulate`;
-/// all row-major and contiguous.
-fn multiply_into(dst: &mut [f32], lhs: &[f32], rhs: &[f32], (rows, k, n): (usize, usize, usize), accumulate: bool) {
-    assert!(dst.len() >= rows * n && lhs.len() >= rows * k && rhs.len() >= k * n, "operand sizes");
-    // SAFETY: the assert above keeps every element gemm reads or writes (rows × k of lhs, k × n of
-    // rhs, rows × n of dst, with the strides given) inside the slices; dst does not overlap them
-    // (it is borrowed mutably).
-    unsafe {
-        gemm::gemm(
-            rows,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
     }
 }
 

@@ -30,6 +30,7 @@ pub mod depthwise_avx2;
 pub mod error;
 pub mod feature_map;
 pub mod files;
+mod matmul;
 pub mod model;
 pub mod output;
 pub mod photometry;
