@@ -7,7 +7,8 @@
 //! embedded default, a manifest, or a host tool bundle) and [`setup`] is the one place where a
 //! model choice (bundle or manifest, projector, sensitivity) becomes a [`setup::Station`].
 //! [`conv_net`] is the backbone's own executor for graphs of the MobileNet / EfficientNet-Lite
-//! family (tract runs the others). [`precision`] says which float precision the backbone runs in on this board.
+//! family (tract runs the others), [`projector_net`] the projector's for the graphs the host
+//! tool exports. [`precision`] says which float precision the backbone runs in on this board.
 //! [`feature_map`] is the data the stages after the backbone pass on.
 //! [`files`] holds the rules for reading (size caps) and writing (atomic, durable) files.
 //! On x86-64, `depthwise_avx2` adds an AVX2 + FMA depthwise kernel to tract's registry.
@@ -38,6 +39,7 @@ pub mod pipeline;
 pub mod precision;
 pub mod preprocess;
 pub mod projector;
+pub mod projector_net;
 pub mod residual;
 pub mod scorer;
 pub mod setup;

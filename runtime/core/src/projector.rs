@@ -1,13 +1,16 @@
-//! The projector stage: per level, an ONNX graph run by tract on the residual map
-//! ([1, C, H, W] in, same shape out), or the identity before any pretraining.
+//! The projector stage: per level, an ONNX graph run on the residual map ([1, C, H, W] in, same
+//! shape out), or the identity before any pretraining. The graphs edge-ad-host exports run on the
+//! crate's own executor ([`crate::projector_net`]); any other graph runs on tract.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use edge_ad_calib::ModelManifest;
 use tract_onnx::prelude::*;
 
 use crate::backbone::{FeatureMap, GraphRun};
 use crate::error::{Error, Result};
+use crate::projector_net::{ProjectorNet, ProjectorNetRun};
 
 /// Projects residual maps level by level.
 pub enum Projector {
@@ -15,13 +18,36 @@ pub enum Projector {
     Identity,
     /// One compiled graph per level, in manifest order.
     Onnx {
-        /// Compiled graphs and their (C, H, W).
-        levels: Vec<(std::sync::Arc<TypedRunnableModel>, (usize, usize, usize))>,
+        /// Compiled graphs, in level order.
+        levels: Vec<Level>,
         /// sha256 over the files' sha256s in level order.
         identity: [u8; 32],
         /// The folder they came from.
         dir: PathBuf,
     },
+}
+
+/// One level's compiled projector graph, for residual maps of one (C, H, W).
+pub struct Level {
+    engine: LevelEngine,
+    shape: (usize, usize, usize),
+}
+
+/// What runs a level's graph.
+enum LevelEngine {
+    /// The crate's own executor ([`crate::projector_net`]).
+    Own(Arc<ProjectorNet>),
+    /// tract's compiled plan.
+    Tract(Arc<TypedRunnableModel>),
+}
+
+/// Which executors a projector may run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engines {
+    /// The own executor where it recognises the graph, tract elsewhere (the default).
+    OwnFirst,
+    /// tract for every graph (for comparisons).
+    TractOnly,
 }
 
 /// The projector path that asks for the identity (raw residuals) instead of a folder.
@@ -30,9 +56,9 @@ pub const NONE: &str = "none";
 impl Projector {
     /// The projector for `model`'s levels at `working_side`: the one in `dir`, the identity when
     /// `dir` is [`NONE`], and for `None` the default ([`Self::default_for`]).
-    pub fn open(dir: Option<&Path>, model: &crate::model::Model, working_side: u32) -> Result<std::sync::Arc<Self>> {
+    pub fn open(dir: Option<&Path>, model: &crate::model::Model, working_side: u32) -> Result<Arc<Self>> {
         let shapes = crate::backbone::expected_shapes(&model.manifest, working_side);
-        Ok(std::sync::Arc::new(match dir {
+        Ok(Arc::new(match dir {
             Some(d) if d == Path::new(NONE) => Self::Identity,
             Some(d) => Self::from_dir(d, &model.manifest, &shapes)?,
             None => Self::default_for(model, working_side)?,
@@ -80,7 +106,7 @@ impl Projector {
         let mut all = Vec::new();
         for (path, &shape) in Self::level_files(dir, manifest).iter().zip(shapes) {
             let bytes = crate::files::read_capped(path, crate::files::caps::MODEL)?;
-            levels.push((compile_level(path, &bytes, shape)?, shape));
+            levels.push(compile_level(path, &bytes, shape, Engines::OwnFirst)?);
             all.push(bytes);
         }
         let identity = crate::model::projector_digest(all.iter().map(|b| b.as_slice()));
@@ -90,6 +116,16 @@ impl Projector {
     /// Compiles one projector graph per level from `(name for messages, ONNX bytes)` in level
     /// order, for the given level shapes; `origin` names where they came from.
     pub fn from_bytes(files: &[(PathBuf, Vec<u8>)], shapes: &[(usize, usize, usize)], origin: &Path) -> Result<Self> {
+        Self::from_bytes_on(files, shapes, origin, Engines::OwnFirst)
+    }
+
+    /// [`Self::from_bytes`] on the executors `engines` allows.
+    pub fn from_bytes_on(
+        files: &[(PathBuf, Vec<u8>)],
+        shapes: &[(usize, usize, usize)],
+        origin: &Path,
+        engines: Engines,
+    ) -> Result<Self> {
         if files.len() != shapes.len() {
             return Err(Error::bad_file(
                 origin,
@@ -99,10 +135,22 @@ impl Projector {
         let levels = files
             .iter()
             .zip(shapes)
-            .map(|((path, bytes), &shape)| Ok((compile_level(path, bytes, shape)?, shape)))
+            .map(|((path, bytes), &shape)| compile_level(path, bytes, shape, engines))
             .collect::<Result<Vec<_>>>()?;
         let identity = crate::model::projector_digest(files.iter().map(|(_, b)| b.as_slice()));
         Ok(Self::Onnx { levels, identity, dir: origin.to_path_buf() })
+    }
+
+    /// What runs the graphs: `"identity"` (none), `"own"` ([`crate::projector_net`]) or
+    /// `"tract"` for every level, `"own and tract"` when levels differ.
+    pub fn engine(&self) -> &'static str {
+        let Self::Onnx { levels, .. } = self else { return "identity" };
+        let own = levels.iter().filter(|l| matches!(l.engine, LevelEngine::Own(_))).count();
+        match own {
+            0 => "tract",
+            n if n == levels.len() => "own",
+            _ => "own and tract",
+        }
     }
 
     /// The digest of the projector files ([`crate::model::projector_digest`]; `None` for the
@@ -120,19 +168,27 @@ impl Projector {
         self.run()?.project(level, map)
     }
 
-    /// Run state for one worker: a tract session and an input tensor per level, over this
-    /// projector's shared compiled graphs.
+    /// Run state for one worker over this projector's shared compiled graphs: the own
+    /// executor's buffers, or a tract session and an input tensor, per level.
     pub fn run(&self) -> Result<ProjectorRun> {
         let Self::Onnx { levels, dir, .. } = self else {
             return Ok(ProjectorRun { levels: Vec::new(), name: String::new() });
         };
         let name = format!("projector {}", dir.display());
+        let err = |e: String| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e}") };
         let levels = levels
             .iter()
-            .map(|(plan, (c, h, w))| {
-                let run = GraphRun::new(plan, &[1, *c, *h, *w])
-                    .map_err(|e| Error::Model { model: name.clone(), reason: format!("cannot start a run: {e:#}") })?;
-                Ok(LevelRun { graph: run, shape: (*c, *h, *w) })
+            .map(|level| {
+                let (c, h, w) = level.shape;
+                let engine = match &level.engine {
+                    LevelEngine::Own(net) => {
+                        LevelRunEngine::Own(ProjectorNetRun::new(net.clone(), h * w).map_err(err)?)
+                    }
+                    LevelEngine::Tract(plan) => {
+                        LevelRunEngine::Tract(GraphRun::new(plan, &[1, c, h, w]).map_err(|e| err(format!("{e:#}")))?)
+                    }
+                };
+                Ok(LevelRun { engine, shape: level.shape })
             })
             .collect::<Result<_>>()?;
         Ok(ProjectorRun { levels, name })
@@ -147,8 +203,13 @@ pub struct ProjectorRun {
 }
 
 struct LevelRun {
-    graph: GraphRun,
+    engine: LevelRunEngine,
     shape: (usize, usize, usize),
+}
+
+enum LevelRunEngine {
+    Own(ProjectorNetRun),
+    Tract(GraphRun),
 }
 
 impl ProjectorRun {
@@ -167,7 +228,11 @@ impl ProjectorRun {
                 map.channels, map.height, map.width
             )));
         }
-        let out = run.graph.run(|input| map.write_chw(input)).map_err(|e| err(format!("level {level}: {e:#}")))?;
+        let graph = match &mut run.engine {
+            LevelRunEngine::Own(own) => return own.run(map).map_err(|e| err(format!("level {level}: {e}"))),
+            LevelRunEngine::Tract(graph) => graph,
+        };
+        let out = graph.run(|input| map.write_chw(input)).map_err(|e| err(format!("level {level}: {e:#}")))?;
         let first = out.first().ok_or_else(|| err(format!("level {level} gave no output")))?;
         let view = first.to_plain_array_view::<f32>().map_err(|e| err(format!("level {level}: {e:#}")))?;
         if view.shape() != [1, c, h, w] {
@@ -181,16 +246,24 @@ impl ProjectorRun {
     }
 }
 
-/// One level's projector graph compiled for [1, C, H, W]; `path` names it in errors.
-fn compile_level(
-    path: &Path,
-    bytes: &[u8],
-    (c, h, w): (usize, usize, usize),
-) -> Result<std::sync::Arc<TypedRunnableModel>> {
-    tract_onnx::onnx()
+/// One level's projector for [1, C, H, W]: the own executor when `engines` allows it and it
+/// recognises the graph, else tract's compiled graph; `path` names it in errors and the log.
+fn compile_level(path: &Path, bytes: &[u8], shape: (usize, usize, usize), engines: Engines) -> Result<Level> {
+    let (c, h, w) = shape;
+    if engines == Engines::OwnFirst {
+        match ProjectorNet::compile(bytes, c) {
+            Ok(net) => {
+                tracing::info!("{}: the own executor runs the projector", path.display());
+                return Ok(Level { engine: LevelEngine::Own(Arc::new(net)), shape });
+            }
+            Err(why) => tracing::info!("{}: tract runs the projector ({why})", path.display()),
+        }
+    }
+    let plan = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(bytes))
         .and_then(|g| g.with_input_fact(0, f32::fact([1, c, h, w]).into()))
         .and_then(|g| g.into_optimized())
         .and_then(|g| g.into_runnable())
-        .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))
+        .map_err(|e| Error::bad_file(path, format!("not a projector for [1, {c}, {h}, {w}]: {e:#}")))?;
+    Ok(Level { engine: LevelEngine::Tract(plan), shape })
 }
