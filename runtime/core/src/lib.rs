@@ -40,6 +40,7 @@ pub mod precision;
 pub mod preprocess;
 pub mod projector;
 pub mod projector_net;
+mod resample;
 pub mod residual;
 pub mod scorer;
 pub mod setup;

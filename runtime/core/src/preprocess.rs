@@ -1,11 +1,13 @@
 //! Preprocessing: resize the shorter side, centre-crop to the working side, and lay out CHW f32
-//! as the manifest asks. Resizing is done on u8 with fast_image_resize (SIMD on x86 and NEON).
+//! as the manifest asks. Frames are resampled by [`crate::resample`] (its filters kept between
+//! frames); masks, off the frame path, with fast_image_resize (nearest neighbour).
 
 use edge_ad_calib::{ColourOrder, ModelManifest, Normalisation};
-use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{images::Image, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{GrayImage, RgbImage};
 
 use crate::error::{Error, Result};
+use crate::resample::{Crop, Resampler};
 
 /// Largest working side accepted (buffers are sized from it before anything runs).
 pub const MAX_WORKING_SIDE: u32 = 4096;
@@ -47,8 +49,13 @@ pub struct Preprocessor {
     working_side: u32,
     colour: ColourOrder,
     normalisation: Normalisation,
+    /// The masks' resizer.
     resizer: Resizer,
-    resized: Image<'static>,
+    resampler: Resampler,
+    /// The resampled frame, working side² RGB.
+    resized: Vec<u8>,
+    /// Per channel (R, G, B), the normalised value of each 8-bit level.
+    levels: [[f32; 256]; 3],
     chw: Vec<f32>,
 }
 
@@ -96,7 +103,9 @@ impl Preprocessor {
             colour,
             normalisation,
             resizer: Resizer::new(),
-            resized: Image::new(working_side, working_side, PixelType::U8x3),
+            resampler: Resampler::new(working_side as usize),
+            resized: vec![0; 3 * n],
+            levels: normalised_levels(normalisation),
             chw: vec![0.0; 3 * n],
         }
     }
@@ -119,10 +128,11 @@ impl Preprocessor {
     /// Resizes and crops `image` (bicubic, antialiased like PIL) and returns the CHW tensor data.
     pub fn run(&mut self, image: &RgbImage) -> Result<(&[f32], CropGeometry)> {
         let geometry = self.geometry(image.width(), image.height());
-        let options = crop_options(&geometry).resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-        self.resizer
-            .resize(image, &mut self.resized, &options)
-            .map_err(|e| Error::Stage { stage: "preprocess", reason: format!("resize failed: {e}") })?;
+        if image.width() == 0 || image.height() == 0 {
+            return Err(Error::Stage { stage: "preprocess", reason: "the frame is empty".into() });
+        }
+        let crop = Crop { left: geometry.left, top: geometry.top, side: geometry.side };
+        self.resampler.run(image, crop, &mut self.resized);
         let n = self.working_side as usize * self.working_side as usize;
         let (r, rest) = self.chw.split_at_mut(n);
         let (g, b) = rest.split_at_mut(n);
@@ -130,14 +140,10 @@ impl Preprocessor {
             ColourOrder::Rgb => (r, b),
             ColourOrder::Bgr => (b, r),
         };
-        let (mean, std) = match self.normalisation {
-            Normalisation::UnitRangeInGraph => ([0.0; 3], [1.0; 3]),
-            Normalisation::MeanStd { mean, std } => (mean, std),
-        };
-        for (i, px) in self.resized.buffer().chunks_exact(3).enumerate() {
-            first[i] = (px[0] as f32 / 255.0 - mean[0]) / std[0];
-            g[i] = (px[1] as f32 / 255.0 - mean[1]) / std[1];
-            third[i] = (px[2] as f32 / 255.0 - mean[2]) / std[2];
+        for (i, px) in self.resized.chunks_exact(3).enumerate() {
+            first[i] = self.levels[0][px[0] as usize];
+            g[i] = self.levels[1][px[1] as usize];
+            third[i] = self.levels[2][px[2] as usize];
         }
         Ok((&self.chw, geometry))
     }
@@ -152,6 +158,15 @@ impl Preprocessor {
             .map_err(|e| Error::Stage { stage: "preprocess", reason: format!("mask resize failed: {e}") })?;
         Ok(out.into_vec())
     }
+}
+
+/// Per channel (R, G, B), what each 8-bit level becomes: `(level / 255 − mean) / std`.
+fn normalised_levels(normalisation: Normalisation) -> [[f32; 256]; 3] {
+    let (mean, std) = match normalisation {
+        Normalisation::UnitRangeInGraph => ([0.0; 3], [1.0; 3]),
+        Normalisation::MeanStd { mean, std } => (mean, std),
+    };
+    std::array::from_fn(|c| std::array::from_fn(|level| (level as f32 / 255.0 - mean[c]) / std[c]))
 }
 
 fn crop_options(g: &CropGeometry) -> ResizeOptions {
