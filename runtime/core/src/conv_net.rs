@@ -134,13 +134,8 @@ impl ConvNet {
     /// `outputs` named. `Err` says why the graph is not of the family this runs (then tract runs
     /// it); no input makes this panic.
     pub fn compile(onnx: &[u8], input: &str, outputs: &[&str], side: usize) -> Result<Self, String> {
-        use tract_onnx::tract_hir::prelude::Framework;
-        let proto = tract_onnx::onnx()
-            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
-            .map_err(|e| format!("not an ONNX model: {e}"))?;
+        let (proto, opset) = crate::onnx_read::model(onnx)?;
         let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
-        let opset =
-            proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
         // Before opset 7 the element-wise operators broadcast only by an attribute; opsets 7 to 10
         // give Clip's bounds as attributes (handled below).
         if opset < 7 {
@@ -178,13 +173,7 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn new(graph: &'a pb::GraphProto, side: usize, opset: i64) -> Result<Self, Declined> {
-        let onnx = tract_onnx::onnx();
-        let mut constants = HashMap::new();
-        for init in &graph.initializer {
-            let t = tract_onnx::tensor::load_tensor(&*onnx.provider, init, None)
-                .map_err(|e| format!("initializer {}: {e}", init.name))?;
-            constants.insert(init.name.as_str(), t);
-        }
+        let constants = crate::onnx_read::constants(graph)?;
         let mut readers: HashMap<&str, usize> = HashMap::new();
         for node in &graph.node {
             for i in &node.input {

@@ -33,6 +33,7 @@ pub mod feature_map;
 pub mod files;
 mod matmul;
 pub mod model;
+mod onnx_read;
 pub mod output;
 pub mod photometry;
 pub mod pipeline;

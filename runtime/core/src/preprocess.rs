@@ -1,6 +1,6 @@
 //! Preprocessing: resize the shorter side, centre-crop to the working side, and lay out CHW f32
-//! as the manifest asks. Frames are resampled by [`crate::resample`] (its filters kept between
-//! frames); masks, off the frame path, with fast_image_resize (nearest neighbour).
+//! as the manifest asks. Frames are resampled by the crate's `resample` module (its filters
+//! kept between frames); masks, off the frame path, with fast_image_resize (nearest neighbour).
 
 use edge_ad_calib::{ColourOrder, ModelManifest, Normalisation};
 use fast_image_resize::{images::Image, PixelType, ResizeAlg, ResizeOptions, Resizer};

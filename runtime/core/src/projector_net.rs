@@ -13,9 +13,9 @@
 //!
 //! Why not tract for it: tract runs the graph with a tensor allocated for every operator's output
 //! (222 allocations a frame at 224², the design wants none) and needs 1.6× onnxruntime's time on
-//! it (README, *Speed*). Here the eight products go through [`crate::matmul`] (the gemm crate),
-//! and softmax, erf and the sigmoid gate through tract-linalg's own kernels, the ones tract's
-//! operators call.
+//! it (README, *Speed*). Here the eight products go through the gemm crate (the crate's `matmul`
+//! module), and softmax, erf and the sigmoid gate through tract-linalg's own kernels, the ones
+//! tract's operators call.
 //!
 //! [`ProjectorNet::compile`] recognises that graph node by node: the operators, their order, how
 //! they are wired, and the constants' shapes. Any other graph is declined with the reason, and
@@ -75,13 +75,8 @@ impl ProjectorNet {
     /// says why it is not the exported projector's graph (then tract runs it); no input makes
     /// this panic.
     pub fn compile(onnx: &[u8], channels: usize) -> Result<Self, Declined> {
-        use tract_onnx::tract_hir::prelude::Framework;
-        let proto = tract_onnx::onnx()
-            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
-            .map_err(|e| format!("not an ONNX model: {e}"))?;
+        let (proto, opset) = crate::onnx_read::model(onnx)?;
         let graph = proto.graph.as_ref().ok_or("the model has no graph")?;
-        let opset =
-            proto.opset_import.iter().find(|o| o.domain.is_empty() || o.domain == "ai.onnx").map_or(1, |o| o.version);
         // Softmax before 13 flattens from its axis on (the same on the last axis), ReduceMean from 18
         // takes its axes as an input: the exporter writes 17.
         if !(13..=17).contains(&opset) {
@@ -118,14 +113,7 @@ struct Matcher<'a> {
 
 impl<'a> Matcher<'a> {
     fn new(graph: &'a pb::GraphProto) -> Result<Self, Declined> {
-        let onnx = tract_onnx::onnx();
-        let mut constants = HashMap::new();
-        for init in &graph.initializer {
-            let t = tract_onnx::tensor::load_tensor(&*onnx.provider, init, None)
-                .map_err(|e| format!("initializer {}: {e}", init.name))?;
-            constants.insert(init.name.as_str(), t);
-        }
-        Ok(Self { nodes: &graph.node, constants, at: 0, last: "" })
+        Ok(Self { nodes: &graph.node, constants: crate::onnx_read::constants(graph)?, at: 0, last: "" })
     }
 
     /// The next node, which must be `op` of the default domain with one output and its first
