@@ -355,8 +355,10 @@ pub struct ProjectorNetRun {
     x: Vec<f32>,
     /// q, then the heads' attention output (patches × C).
     q: Vec<f32>,
-    /// Per head, patches × N scores, then weights.
+    /// Per head, patches × N scores, then weights: `scores[scores_at..]`, which starts on a
+    /// 128-byte boundary (see [`ProjectorNetRun::new`]).
     scores: Vec<f32>,
+    scores_at: usize,
     /// z (patches × hidden).
     hidden: Vec<f32>,
     /// z / divisor, then its erf (patches × hidden).
@@ -378,11 +380,18 @@ impl ProjectorNetRun {
         let kernels =
             (|| Ok::<_, TractError>((Softmax::new(net.keys)?, Func::Erf.ew_f32()?, Func::Sigmoid.ew_f32()?)))();
         let (softmax, erf, sigmoid) = kernels.map_err(|e| format!("no kernel: {e}"))?;
+        // tract-linalg's exp-and-sum takes a slice's unaligned head apart from its aligned body,
+        // so a row's sum is added in an order that depends on where the buffer lies: on a
+        // malloc'd buffer the scores changed in the last digit from one process to the next.
+        // Starting the scores on a 128-byte boundary (tract's tensors' alignment) fixes the order.
+        let scores = vec![0.0; net.heads * patches * net.keys + 32];
+        let scores_at = scores.as_ptr().align_offset(128).min(32);
         Ok(Self {
             patches,
             x: vec![0.0; patches * c],
             q: vec![0.0; patches * c],
-            scores: vec![0.0; net.heads * patches * net.keys],
+            scores,
+            scores_at,
             hidden: vec![0.0; patches * e],
             erf_of: vec![0.0; patches * e],
             gate: vec![0.0; e],
@@ -416,8 +425,9 @@ impl ProjectorNetRun {
         }
         linear(&net.query, &self.x, &mut self.q, l);
         let (n, dh) = (net.keys, c / net.heads);
+        let all_scores = &mut self.scores[self.scores_at..][..net.heads * l * n];
         for j in 0..net.heads {
-            let scores = &mut self.scores[j * l * n..(j + 1) * l * n];
+            let scores = &mut all_scores[j * l * n..(j + 1) * l * n];
             product(
                 (scores, Layout::dense(l, n)),
                 (&self.q[j * dh..], Layout { rows: l, cols: dh, stride: c }),
@@ -426,12 +436,12 @@ impl ProjectorNetRun {
                 1.0,
             );
         }
-        self.softmax.run(&mut self.scores, n).map_err(|e| format!("softmax: {e}"))?;
+        self.softmax.run(all_scores, n).map_err(|e| format!("softmax: {e}"))?;
         // The heads' outputs side by side, over q (no longer read).
         for j in 0..net.heads {
             product(
                 (&mut self.q[j * dh..], Layout { rows: l, cols: dh, stride: c }),
-                (&self.scores[j * l * n..], Layout::dense(l, n)),
+                (&all_scores[j * l * n..], Layout::dense(l, n)),
                 (&net.value_matrix[j * n * dh..], Layout::dense(n, dh)),
                 false,
                 1.0,

@@ -168,3 +168,27 @@ fn a_declined_graph_runs_on_tract_and_gives_the_same_projection() {
     mixed.project(0, &mut b).unwrap();
     assert!(relative_difference(&b, &a) < 5e-6);
 }
+
+/// Each worker has its own buffers, wherever the allocator puts them: the projection must not
+/// depend on that to the last bit (workers and processes must agree; tract-linalg's exp-and-sum
+/// adds a slice's unaligned head apart).
+#[test]
+fn runs_over_buffers_anywhere_give_the_same_bits() {
+    // A small grid: its buffers come from the heap (16-byte aligned), not from fresh pages.
+    let net = std::sync::Arc::new(ProjectorNet::compile(DEFAULT_PROJECTOR[0].1, 40).unwrap());
+    let input = residuals(40, 5, 7, 5);
+    let mut first = None;
+    // Runs kept alive and made between allocations of odd sizes, so that their buffers start at
+    // varied offsets.
+    let (mut runs, mut spacers) = (Vec::new(), Vec::new());
+    for k in 0..12 {
+        spacers.push(vec![0u8; 16 + 48 * k]);
+        runs.push(ProjectorNetRun::new(net.clone(), 5 * 7).unwrap());
+        let mut map = input.clone();
+        runs.last_mut().unwrap().run(&mut map).unwrap();
+        match &first {
+            None => first = Some(map),
+            Some(f) => assert!(map.data.iter().zip(&f.data).all(|(a, b)| a.to_bits() == b.to_bits()), "run {k}"),
+        }
+    }
+}
