@@ -13,9 +13,9 @@
 //!
 //! Why not tract for it: tract runs the graph with a tensor allocated for every operator's output
 //! (222 allocations a frame at 224², the design wants none) and needs 1.6× onnxruntime's time on
-//! it (README, *Speed*). Here the eight products go through the gemm crate (the crate's `matmul`
-//! module), and softmax, erf and the sigmoid gate through tract-linalg's own kernels, the ones
-//! tract's operators call.
+//! it (README, *Speed*). Here the products go through the gemm crate (the crate's `matmul`
+//! module; the gate's two one-row products are plain loops), and softmax, erf and the sigmoid
+//! through tract-linalg's own kernels, the ones tract's operators call.
 //!
 //! [`ProjectorNet::compile`] recognises that graph node by node: the operators, their order, how
 //! they are wired, and the constants' shapes. Any other graph is declined with the reason, and

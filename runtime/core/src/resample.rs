@@ -153,9 +153,9 @@ impl Resampler {
 
 /// One output row of the vertical pass: each pixel of the span (from byte `offset` of a source
 /// row on) summed over source rows `start + t` weighted by `weights[t]` into `sums` (3 values a
-/// pixel), then clamped to 0..=255 (8 bits between the passes, as PIL and fast_image_resize keep
-/// them; not rounded) and written to `out` as 4 values a pixel (RGB and a zero), so that the
-/// horizontal pass sums a pixel in one vector.
+/// pixel), then rounded to 8 bits (as PIL and fast_image_resize keep the values between their
+/// passes) and written to `out` as 4 values a pixel (RGB and a zero), so that the horizontal pass
+/// sums a pixel in one vector.
 #[multiversion::multiversion(targets("x86_64+avx2+fma", "aarch64+neon"))]
 fn vertical_row(
     out: &mut [f32],
@@ -167,7 +167,7 @@ fn vertical_row(
     sums.fill(0.0);
     for (t, &wt) in weights.iter().enumerate() {
         let src = &raw[(start + t) * stride + offset..][..sums.len()];
-        // One long run over contiguous values: vector conversions and FMAs.
+        // One long run over contiguous values: vector conversions, multiplies and adds.
         for (a, &v) in sums.iter_mut().zip(src) {
             *a += wt * v as f32;
         }
