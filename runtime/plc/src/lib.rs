@@ -17,6 +17,13 @@
 //! - A fault (and start-up and shut-down) is the safe state: READY, BUSY, OK, NG and RESULT-VALID
 //!   off, ERROR on. A result not yet shown when a fault comes is never shown.
 //! - A trigger while not READY is missed: counted, and pulsed on the MISSED line when there is one.
+//!
+//! A free-running box (no trigger from the PLC: it starts the next part itself) may pipeline:
+//! [`Handshake::with_depth`] lets up to that many parts be in flight at once. Their verdicts
+//! may come in any order; results are still shown one at a time, in trigger order, each after the
+//! one before it has been held (pulse or acknowledge). BUSY is then on while any part awaits its
+//! verdict, and READY still means nothing in flight and nothing shown. With a depth of 1 (the
+//! default, and the rule for a triggered line) every rule above holds unchanged.
 
 #![no_std]
 #![deny(unsafe_code)]
@@ -179,6 +186,9 @@ pub enum TriggerOutcome {
 pub enum VerdictOutcome {
     /// Shown now.
     Shown,
+    /// Pipelined parts only: known, and shown once the results of the parts triggered before it
+    /// have been shown and held.
+    Queued,
     /// Held until the fixed offset.
     Held,
     /// Too late: NG was already shown at the offset (or the part had stalled).
@@ -196,13 +206,20 @@ pub enum Notice {
     Stalled(u32),
 }
 
+/// Parts in flight at most ([`Handshake::with_depth`]).
+pub const MAX_DEPTH: usize = 8;
+
 #[derive(Clone, Copy, Debug)]
 struct InFlight {
     id: u32,
     triggered: Micros,
     /// NG was already shown for it (fixed-offset mode, late).
     late: bool,
+    /// Its verdict, known and waiting for the results before it (pipelined parts only).
+    verdict: Option<Shown>,
 }
+
+const NO_PART: InFlight = InFlight { id: 0, triggered: 0, late: false, verdict: None };
 
 #[derive(Clone, Copy, Debug)]
 enum ResultState {
@@ -227,7 +244,11 @@ pub struct Handshake<P> {
     out: Outputs<P>,
     timing: Timing,
     fault: Option<Fault>,
-    in_flight: Option<InFlight>,
+    /// The parts in flight in trigger order: `parts[..in_flight]`.
+    parts: [InFlight; MAX_DEPTH],
+    in_flight: usize,
+    /// Parts that may be in flight at once.
+    depth: usize,
     result: ResultState,
     missed_until: Option<Micros>,
     next_id: u32,
@@ -240,11 +261,27 @@ impl<P: OutputPin> Handshake<P> {
             out,
             timing,
             fault: Some(Fault::Stopped),
-            in_flight: None,
+            parts: [NO_PART; MAX_DEPTH],
+            in_flight: 0,
+            depth: 1,
             result: ResultState::None,
             missed_until: None,
             next_id: 0,
         }
+    }
+
+    /// Lets up to `depth` parts (1 to [`MAX_DEPTH`]) be in flight at once: for a box that
+    /// triggers itself (free-run), never for a PLC's trigger, whose rule is one part per READY.
+    /// A fixed result offset keeps the depth at 1 (a result due at trigger + offset cannot wait
+    /// behind the one before it).
+    pub fn with_depth(mut self, depth: usize) -> Self {
+        self.depth = if self.timing.fixed_offset.is_some() { 1 } else { depth.clamp(1, MAX_DEPTH) };
+        self
+    }
+
+    /// Parts that may be in flight at once.
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// Drives every line to the safe state. Call once at start; then [`Self::clear_fault`] when the
@@ -260,7 +297,35 @@ impl<P: OutputPin> Handshake<P> {
 
     /// Whether READY is on.
     pub fn is_ready(&self) -> bool {
-        self.fault.is_none() && self.in_flight.is_none() && matches!(self.result, ResultState::None)
+        self.fault.is_none() && self.in_flight == 0 && matches!(self.result, ResultState::None)
+    }
+
+    /// Whether a trigger now would be accepted: READY with a depth of 1; with more, no fault and
+    /// fewer parts in flight than the depth.
+    pub fn accepts(&self) -> bool {
+        if self.depth == 1 {
+            self.is_ready()
+        } else {
+            self.fault.is_none() && self.in_flight < self.depth
+        }
+    }
+
+    /// The parts in flight, in trigger order.
+    fn flying(&self) -> &[InFlight] {
+        &self.parts[..self.in_flight]
+    }
+
+    /// Whether a part awaits its verdict (BUSY).
+    fn awaiting(&self) -> bool {
+        self.flying().iter().any(|p| p.verdict.is_none())
+    }
+
+    /// Takes the part at `index` out of the flight, keeping the others' order.
+    fn remove(&mut self, index: usize) -> InFlight {
+        let part = self.parts[index];
+        self.parts.copy_within(index + 1..self.in_flight, index);
+        self.in_flight -= 1;
+        part
     }
 
     /// The output lines (to read their state).
@@ -277,7 +342,7 @@ impl<P: OutputPin> Handshake<P> {
         };
         LineStates {
             ready: self.is_ready(),
-            busy: self.in_flight.is_some(),
+            busy: self.awaiting(),
             result_valid: shown.is_some(),
             ok: shown == Some(Shown::Ok),
             ng: shown == Some(Shown::Ng),
@@ -288,7 +353,7 @@ impl<P: OutputPin> Handshake<P> {
 
     /// A trigger edge at `now`.
     pub fn trigger(&mut self, now: Micros) -> Result<TriggerOutcome, <P as embedded_hal::digital::ErrorType>::Error> {
-        if !self.is_ready() {
+        if !self.accepts() {
             if let Some(l) = self.out.missed.as_mut() {
                 l.drive(true)?;
                 self.missed_until = Some(now.saturating_add(self.timing.missed_pulse));
@@ -297,7 +362,8 @@ impl<P: OutputPin> Handshake<P> {
         }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.in_flight = Some(InFlight { id, triggered: now, late: false });
+        self.parts[self.in_flight] = InFlight { id, triggered: now, late: false, verdict: None };
+        self.in_flight += 1;
         set(&mut self.out.ready, false)?;
         set(&mut self.out.busy, true)?;
         Ok(TriggerOutcome::Accepted(id))
@@ -310,32 +376,54 @@ impl<P: OutputPin> Handshake<P> {
         id: u32,
         shown: Shown,
     ) -> Result<VerdictOutcome, <P as embedded_hal::digital::ErrorType>::Error> {
-        let part = match self.in_flight {
-            Some(p) if p.id == id && self.fault.is_none() => p,
+        let found = self.flying().iter().position(|p| p.id == id && p.verdict.is_none());
+        let index = match found {
+            Some(i) if self.fault.is_none() => i,
             _ => return Ok(VerdictOutcome::Stale),
         };
-        self.in_flight = None;
-        set(&mut self.out.busy, false)?;
-        if part.late {
+        if self.parts[index].late {
+            self.remove(index);
+            let busy = self.awaiting();
+            set(&mut self.out.busy, busy)?;
             self.settle(now)?;
             return Ok(VerdictOutcome::Late);
         }
+        self.parts[index].verdict = Some(shown);
+        let busy = self.awaiting();
+        set(&mut self.out.busy, busy)?;
+        self.advance(now)?;
+        // Where the verdict went: shown or held if it left the flight, else queued behind others.
+        if self.flying().iter().any(|p| p.id == id) {
+            return Ok(VerdictOutcome::Queued);
+        }
+        Ok(match self.result {
+            ResultState::Held { .. } => VerdictOutcome::Held,
+            _ => VerdictOutcome::Shown,
+        })
+    }
+
+    /// While the result lines are free and the oldest part in flight has its verdict: shows it
+    /// (or holds it for the fixed offset). Returns whether it put a result up.
+    fn advance(&mut self, now: Micros) -> Result<bool, <P as embedded_hal::digital::ErrorType>::Error> {
+        if !matches!(self.result, ResultState::None) || self.in_flight == 0 {
+            return Ok(false);
+        }
+        let Some(shown) = self.parts[0].verdict else { return Ok(false) };
+        let part = self.remove(0);
         match self.timing.fixed_offset {
             Some(offset) if now < part.triggered.saturating_add(offset) => {
                 self.result = ResultState::Held { shown, due: part.triggered.saturating_add(offset) };
-                Ok(VerdictOutcome::Held)
             }
-            _ => {
-                self.show(now, shown)?;
-                Ok(VerdictOutcome::Shown)
-            }
+            _ => self.show(now, shown)?,
         }
+        Ok(true)
     }
 
     /// The PLC acknowledged the result shown (hold-until-acknowledged mode).
     pub fn acknowledge(&mut self, now: Micros) -> PinResult<P> {
         if let ResultState::Showing { until: None, .. } = self.result {
             self.clear_result(now)?;
+            self.advance(now)?;
         }
         Ok(())
     }
@@ -374,24 +462,35 @@ impl<P: OutputPin> Handshake<P> {
                 self.missed_until = None;
             }
         }
-        if let Some(part) = self.in_flight {
-            if now >= part.triggered.saturating_add(self.timing.deadline) {
-                self.enter_safe(Fault::Stalled)?;
-                return Ok((Some(Notice::Stalled(part.id)), self.next_due()));
-            }
-            if let Some(offset) = self.timing.fixed_offset {
-                if !part.late && now >= part.triggered.saturating_add(offset) {
-                    // Fail-safe: the result is due and not known, so the part is NG.
-                    self.in_flight = Some(InFlight { late: true, ..part });
-                    self.show(now, Shown::Ng)?;
-                    notice = Some(Notice::Late(part.id));
-                }
+        let deadline = self.timing.deadline;
+        let stalled = self.flying().iter().find(|p| p.verdict.is_none() && now >= p.triggered.saturating_add(deadline));
+        if let Some(part) = stalled.copied() {
+            self.enter_safe(Fault::Stalled)?;
+            return Ok((Some(Notice::Stalled(part.id)), self.next_due()));
+        }
+        // A fixed offset keeps the depth at 1: the part in flight is the only one.
+        if let (Some(offset), true) = (self.timing.fixed_offset, self.in_flight > 0) {
+            let part = self.parts[0];
+            if !part.late && part.verdict.is_none() && now >= part.triggered.saturating_add(offset) {
+                // Fail-safe: the result is due and not known, so the part is NG.
+                self.parts[0].late = true;
+                self.show(now, Shown::Ng)?;
+                notice = Some(Notice::Late(part.id));
             }
         }
-        match self.result {
-            ResultState::Held { shown, due } if now >= due => self.show(now, shown)?,
-            ResultState::Showing { until: Some(until), .. } if now >= until => self.clear_result(now)?,
-            _ => {}
+        // Each pass ends a result or puts the next one up, so this ends within the depth's
+        // passes (zero-width pulses put up and end several results at one time).
+        loop {
+            match self.result {
+                ResultState::Held { shown, due } if now >= due => self.show(now, shown)?,
+                ResultState::Showing { until: Some(until), .. } if now >= until => {
+                    self.clear_result(now)?;
+                    if !self.advance(now)? {
+                        break;
+                    }
+                }
+                _ => break,
+            }
         }
         Ok((notice, self.next_due()))
     }
@@ -399,7 +498,7 @@ impl<P: OutputPin> Handshake<P> {
     fn next_due(&self) -> Option<Micros> {
         let mut due: Option<Micros> = self.missed_until;
         let mut at = |t: Micros| due = Some(due.map_or(t, |d| d.min(t)));
-        if let Some(part) = self.in_flight {
+        for part in self.flying().iter().filter(|p| p.verdict.is_none()) {
             at(part.triggered.saturating_add(self.timing.deadline));
             if let (Some(offset), false) = (self.timing.fixed_offset, part.late) {
                 at(part.triggered.saturating_add(offset));
@@ -446,7 +545,7 @@ impl<P: OutputPin> Handshake<P> {
 
     fn enter_safe(&mut self, fault: Fault) -> PinResult<P> {
         self.fault = Some(fault);
-        self.in_flight = None;
+        self.in_flight = 0;
         self.result = ResultState::None;
         // OK first: whatever fails after this, OK is already off.
         set(&mut self.out.ok, false)?;
@@ -534,6 +633,14 @@ mod tests {
             };
             let mut hs = Handshake::new(out, timing);
             assert!(levels.iter().all(|l| l.borrow().is_none()), "nothing driven before start");
+            hs.start().unwrap();
+            Self { hs, levels, broken }
+        }
+
+        /// The same bench with its handshake changed by `f` (e.g. a depth), restarted.
+        fn rebuilt(b: Self, f: impl FnOnce(Handshake<TestPin>) -> Handshake<TestPin>) -> Self {
+            let Self { hs, levels, broken } = b;
+            let mut hs = f(hs);
             hs.start().unwrap();
             Self { hs, levels, broken }
         }
@@ -696,6 +803,113 @@ mod tests {
         *b.broken.borrow_mut() = false;
         b.hs.set_fault(Fault::Output).unwrap();
         assert_eq!(b.on(), ["error"]);
+    }
+
+    #[test]
+    fn pipelined_parts_show_in_trigger_order_one_result_at_a_time() {
+        let mut b = Bench::rebuilt(Bench::new(pulse(20 * MS, 30 * MS)), |hs| hs.with_depth(3));
+        assert_eq!(b.hs.depth(), 3);
+        b.hs.clear_fault(0).unwrap();
+        let accept = |b: &mut Bench, at| match b.hs.trigger(at).unwrap() {
+            TriggerOutcome::Accepted(id) => id,
+            TriggerOutcome::Missed => panic!("depth 3 accepts a part at {at}"),
+        };
+        let (a, c, d) = (accept(&mut b, 0), accept(&mut b, 5 * MS), accept(&mut b, 10 * MS));
+        assert_eq!(b.on(), ["busy"]);
+        assert!(!b.hs.accepts());
+        assert_eq!(b.hs.trigger(11 * MS).unwrap(), TriggerOutcome::Missed, "a fourth is one too many");
+        b.hs.poll(30 * MS).unwrap();
+        // The third and the second finish first: nothing shows before the first's result.
+        assert_eq!(b.hs.verdict(31 * MS, d, Shown::Ok).unwrap(), VerdictOutcome::Queued);
+        assert_eq!(b.hs.verdict(32 * MS, c, Shown::Ng).unwrap(), VerdictOutcome::Queued);
+        assert_eq!(b.on(), ["busy"], "the first part still awaits its verdict");
+        assert_eq!(b.hs.verdict(32 * MS, c, Shown::Ok).unwrap(), VerdictOutcome::Stale, "one verdict a part");
+        assert_eq!(b.hs.verdict(40 * MS, a, Shown::Ok).unwrap(), VerdictOutcome::Shown);
+        assert_eq!(b.on(), ["valid", "ok"], "the first part's OK, BUSY off: every verdict is known");
+        assert!(b.hs.accepts(), "room for another part while results are shown");
+        assert_eq!(b.hs.poll(59 * MS).unwrap(), (None, Some(60 * MS)));
+        b.hs.poll(60 * MS).unwrap();
+        assert_eq!(b.on(), ["valid", "ng"], "then the second's NG, for its own width");
+        b.hs.poll(89 * MS).unwrap();
+        assert_eq!(b.on(), ["valid", "ng"]);
+        b.hs.poll(90 * MS).unwrap();
+        assert_eq!(b.on(), ["valid", "ok"], "then the third's OK");
+        b.hs.poll(110 * MS).unwrap();
+        assert_eq!(b.on(), ["ready"]);
+        assert_eq!(b.hs.poll(111 * MS).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn pipelined_parts_stall_each_on_its_own_deadline_and_a_fault_drops_them_all() {
+        let mut b = Bench::rebuilt(Bench::new(pulse(10 * MS, 10 * MS)), |hs| hs.with_depth(2));
+        b.hs.clear_fault(0).unwrap();
+        let TriggerOutcome::Accepted(a) = b.hs.trigger(0).unwrap() else { panic!() };
+        let TriggerOutcome::Accepted(c) = b.hs.trigger(100 * MS).unwrap() else { panic!() };
+        assert_eq!(b.hs.verdict(50 * MS, a, Shown::Ok).unwrap(), VerdictOutcome::Shown);
+        b.hs.poll(60 * MS).unwrap();
+        assert_eq!(b.on(), ["busy"]);
+        assert_eq!(b.hs.poll(599 * MS).unwrap(), (None, Some(600 * MS)), "the second's deadline, not the first's");
+        assert_eq!(b.hs.poll(600 * MS).unwrap().0, Some(Notice::Stalled(c)));
+        assert_eq!(b.on(), ["error"]);
+        // A fault drops a queued verdict as it drops the parts in flight.
+        b.hs.clear_fault(700 * MS).unwrap();
+        let TriggerOutcome::Accepted(e) = b.hs.trigger(700 * MS).unwrap() else { panic!() };
+        let TriggerOutcome::Accepted(f) = b.hs.trigger(701 * MS).unwrap() else { panic!() };
+        assert_eq!(b.hs.verdict(702 * MS, f, Shown::Ok).unwrap(), VerdictOutcome::Queued);
+        b.hs.set_fault(Fault::Camera).unwrap();
+        b.hs.clear_fault(703 * MS).unwrap();
+        assert_eq!(b.hs.verdict(704 * MS, e, Shown::Ok).unwrap(), VerdictOutcome::Stale);
+        b.hs.poll(800 * MS).unwrap();
+        assert_eq!(b.on(), ["ready"], "the queued OK from before the fault is never shown");
+    }
+
+    #[test]
+    fn pipelined_results_wait_for_the_acknowledge_and_zero_pulses_drain_at_once() {
+        let mut t = pulse(0, 0);
+        t.hold = Hold::UntilAcknowledged;
+        let mut b = Bench::rebuilt(Bench::new(t), |hs| hs.with_depth(2));
+        b.hs.clear_fault(0).unwrap();
+        let TriggerOutcome::Accepted(a) = b.hs.trigger(0).unwrap() else { panic!() };
+        let TriggerOutcome::Accepted(c) = b.hs.trigger(1).unwrap() else { panic!() };
+        b.hs.verdict(10 * MS, a, Shown::Ng).unwrap();
+        assert_eq!(b.hs.verdict(11 * MS, c, Shown::Ok).unwrap(), VerdictOutcome::Queued);
+        assert_eq!(b.hs.poll(10_000 * MS).unwrap(), (None, None));
+        assert_eq!(b.on(), ["valid", "ng"], "held until acknowledged");
+        b.hs.acknowledge(10_001 * MS).unwrap();
+        assert_eq!(b.on(), ["valid", "ok"], "the next result goes up on the acknowledge");
+        b.hs.acknowledge(10_002 * MS).unwrap();
+        assert_eq!(b.on(), ["ready"]);
+
+        let mut b = Bench::rebuilt(Bench::new(pulse(0, 0)), |hs| hs.with_depth(4));
+        b.hs.clear_fault(0).unwrap();
+        let ids: Vec<u32> = (0..4)
+            .map(|k| match b.hs.trigger(k).unwrap() {
+                TriggerOutcome::Accepted(id) => id,
+                TriggerOutcome::Missed => panic!(),
+            })
+            .collect();
+        for &id in ids.iter().rev() {
+            b.hs.verdict(10, id, Shown::Ok).unwrap();
+        }
+        b.hs.poll(10).unwrap();
+        assert_eq!(b.on(), ["ready"], "zero-width results all shown and ended in one poll");
+    }
+
+    #[test]
+    fn a_fixed_offset_keeps_one_part_in_flight_and_depth_is_bounded() {
+        let mut t = pulse(10 * MS, 10 * MS);
+        t.fixed_offset = Some(60 * MS);
+        let hs: Handshake<TestPin> = Handshake::new(Outputs::none(), t).with_depth(4);
+        assert_eq!(hs.depth(), 1);
+        let hs: Handshake<TestPin> = Handshake::new(Outputs::none(), pulse(0, 0)).with_depth(100);
+        assert_eq!(hs.depth(), MAX_DEPTH);
+        let mut hs: Handshake<TestPin> = Handshake::new(Outputs::none(), pulse(0, 0)).with_depth(0);
+        assert_eq!(hs.depth(), 1);
+        hs.start().unwrap();
+        hs.clear_fault(0).unwrap();
+        assert!(matches!(hs.trigger(0).unwrap(), TriggerOutcome::Accepted(_)));
+        assert!(!hs.accepts());
+        assert_eq!(hs.trigger(1).unwrap(), TriggerOutcome::Missed);
     }
 
     #[test]

@@ -619,7 +619,7 @@ impl Service {
             bump(&mut self.counters.errors);
         }
         let late = match outcome {
-            VerdictOutcome::Shown | VerdictOutcome::Held => {
+            VerdictOutcome::Shown | VerdictOutcome::Held | VerdictOutcome::Queued => {
                 match verdict {
                     Verdict::Ok => bump(&mut self.counters.ok),
                     Verdict::Ng => bump(&mut self.counters.ng),
