@@ -238,6 +238,10 @@ pub enum TriggerConfig {
         /// Least time between two triggers.
         #[serde(default)]
         interval_ms: u64,
+        /// Parts inspected at once, 1 to 8 (default: one per core, at most 8): the next part
+        /// starts while the ones before it are scored; verdicts still go out in order, one at a
+        /// time. 1 with `plc.result_offset_ms`, which needs one part in flight.
+        in_flight: Option<usize>,
     },
     /// An edge on a GPIO input line.
     Gpio {
@@ -265,7 +269,7 @@ pub enum TriggerConfig {
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        Self::FreeRun { interval_ms: 0 }
+        Self::FreeRun { interval_ms: 0, in_flight: None }
     }
 }
 
@@ -418,6 +422,23 @@ pub struct RecordsConfig {
 }
 
 impl BoxConfig {
+    /// Parts in flight at once: `trigger.in_flight` in free-run (by default one per core, at
+    /// most [`edge_ad_plc::MAX_DEPTH`], and 1 with a fixed result offset); 1 for a triggered line,
+    /// whose rule is one part per READY.
+    pub fn parts_in_flight(&self) -> usize {
+        match self.trigger {
+            TriggerConfig::FreeRun { in_flight, .. } => {
+                let fixed_offset = self.plc.as_ref().is_some_and(|p| p.result_offset_ms.is_some());
+                match in_flight {
+                    Some(n) => n,
+                    None if fixed_offset => 1,
+                    None => edge_ad_core::workers::default_workers().min(edge_ad_plc::MAX_DEPTH),
+                }
+            }
+            _ => 1,
+        }
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = edge_ad_core::files::read_text_capped(path, edge_ad_core::files::caps::SMALL)?;
@@ -505,6 +526,17 @@ impl BoxConfig {
         if let Some(a) = &self.archive {
             if a.budget_mib == 0 || a.queue == 0 {
                 return Err("archive.budget_mib and archive.queue must be above 0".into());
+            }
+        }
+        if let TriggerConfig::FreeRun { in_flight: Some(n), .. } = self.trigger {
+            if !(1..=edge_ad_plc::MAX_DEPTH).contains(&n) {
+                return Err(format!("trigger.in_flight must be 1..={}, got {n}", edge_ad_plc::MAX_DEPTH));
+            }
+            if n > 1 && self.plc.as_ref().is_some_and(|p| p.result_offset_ms.is_some()) {
+                return Err(format!(
+                    "trigger.in_flight = {n} cannot go with plc.result_offset_ms, which shows each result at a \
+                     fixed time after its trigger: one part in flight (or no offset)"
+                ));
             }
         }
         if matches!(self.trigger, TriggerConfig::Modbus) && self.modbus.is_none() {
@@ -719,8 +751,40 @@ session_minutes = 45
             let err = BoxConfig::parse(&text).unwrap_err();
             assert!(err.contains(needle), "{to:?}: {err}");
         }
+        let free_run = |extra: &str| {
+            FULL.replace(
+                "kind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = \"TRIGGER_IN\"",
+                &format!("kind = \"free-run\"\n{extra}"),
+            )
+        };
+        for (extra, needle) in [
+            ("in_flight = 0", "trigger.in_flight must be 1..=8, got 0"),
+            ("in_flight = 9", "trigger.in_flight must be 1..=8, got 9"),
+            ("in_flight = 2", "trigger.in_flight = 2 cannot go with plc.result_offset_ms"),
+        ] {
+            let err = BoxConfig::parse(&free_run(extra)).unwrap_err();
+            assert!(err.contains(needle), "{extra}: {err}");
+        }
         let err = BoxConfig::parse("[source]\nkind = \"folder\"\npath = \"x\"").unwrap_err();
         assert!(err.contains("model"), "{err}");
+    }
+
+    #[test]
+    fn parts_in_flight_follow_the_trigger_and_the_result_offset() {
+        let free_run = |extra: &str, plc: bool| {
+            let text = FULL.replace(
+                "kind = \"gpio\"\nchip = \"/dev/gpiochip0\"\nline = \"TRIGGER_IN\"",
+                &format!("kind = \"free-run\"\n{extra}"),
+            );
+            let text = if plc { text } else { text.replace("result_offset_ms = 60", "") };
+            BoxConfig::parse(&text).unwrap().parts_in_flight()
+        };
+        assert_eq!(BoxConfig::parse(FULL).unwrap().parts_in_flight(), 1, "a triggered line: one part");
+        assert_eq!(free_run("in_flight = 3", false), 3);
+        assert_eq!(free_run("in_flight = 1", true), 1);
+        assert_eq!(free_run("", true), 1, "a fixed offset: one part in flight by default");
+        let cores = edge_ad_core::workers::default_workers().min(edge_ad_plc::MAX_DEPTH);
+        assert_eq!(free_run("", false), cores, "free-run: one per core by default");
     }
 
     #[test]

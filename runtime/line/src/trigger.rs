@@ -238,6 +238,6 @@ mod tests {
         assert!(e.contains("plain-file") && e.contains("not a socket"), "{e}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "keep me", "nothing lost");
         let (tx, _rx) = std::sync::mpsc::channel::<Signal>();
-        assert!(!spawn(&TriggerConfig::FreeRun { interval_ms: 0 }, tx, |s| s).unwrap());
+        assert!(!spawn(&TriggerConfig::FreeRun { interval_ms: 0, in_flight: None }, tx, |s| s).unwrap());
     }
 }

@@ -161,3 +161,84 @@ fn records_on_a_full_disk_are_counted_and_the_box_goes_on() {
     assert!(counters.records_dropped >= 3, "the lost records are counted: {counters:?}");
     assert_eq!(pulses(&log, "result_valid"), 3);
 }
+
+/// Free-run over a replay of `frames` with `in_flight` parts at once: the verdict records
+/// (part, frame, verdict, score) in record order, the OK/NG pulses in the order shown, and the
+/// counters.
+fn free_run(root: &Path, in_flight: usize) -> (Vec<(u64, String, String, f64)>, Vec<&'static str>, (u64, u64)) {
+    let config_path = root.join(format!("box-{in_flight}.toml"));
+    let records = root.join(format!("records-{in_flight}.jsonl"));
+    let counters = root.join(format!("counters-{in_flight}.json"));
+    std::fs::write(
+        &config_path,
+        format!(
+            "[model]\ncalibration = \"{r}/site.calib\"\nthreads = 1\n[source]\nkind = \"folder\"\npath = \"{r}/replay\"\n\
+             [trigger]\nkind = \"free-run\"\ninterval_ms = 0\nin_flight = {in_flight}\n\
+             [plc]\nchip = \"/dev/in-memory\"\nok = {{ line = 1 }}\nng = {{ line = 2 }}\nok_pulse_ms = 1\nng_pulse_ms = 1\n\
+             [counters]\npath = \"{c}\"\n[records]\npath = \"{rec}\"\n[trust]\nbox_key = \"{r}/box.key\"\n",
+            r = root.display(),
+            c = counters.display(),
+            rec = records.display(),
+        ),
+    )
+    .unwrap();
+    let config = BoxConfig::load(&config_path).unwrap();
+    assert_eq!(config.parts_in_flight(), in_flight);
+    let log: Log = Arc::default();
+    let stop = AtomicBool::new(false);
+    edge_ad_line::service::serve_on(&config, &config_path, outputs(&log), None, &stop)
+        .expect("the replay runs out and the service ends cleanly");
+    let verdicts = std::fs::read_to_string(&records)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["event"] == "verdict")
+        .map(|r| {
+            assert!(r["error"].is_null(), "{r}");
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (r["part"].as_u64().unwrap(), text("frame"), text("verdict"), r["score"].as_f64().unwrap())
+        })
+        .collect();
+    let shown = log.lock().unwrap().iter().filter(|(n, on)| *on && (*n == "ok" || *n == "ng")).map(|(n, _)| *n).collect();
+    let c = edge_ad_line::counters::Counters::read(&counters).unwrap();
+    (verdicts, shown, (c.ok, c.ng))
+}
+
+#[test]
+fn free_run_with_parts_in_flight_gives_the_same_verdicts_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let shots: Vec<(String, RgbImage)> = (0..4).map(|k| (format!("shot-{k}.png"), part(k))).collect();
+    calibrate_into(&root.join("site.calib"), &shots, true);
+    // 13 parts: the shots again, new good parts, and every third one with a dark blot.
+    std::fs::create_dir_all(root.join("replay")).unwrap();
+    for k in 0..13u32 {
+        let mut image = shots[(k % 4) as usize].1.clone();
+        if k >= 4 {
+            image = part(k);
+        }
+        if k % 3 == 2 {
+            for y in 60..90 {
+                for x in 70..100 {
+                    image.put_pixel(x, y, image::Rgb([10, 10, 10]));
+                }
+            }
+        }
+        image.save(root.join(format!("replay/{k:02}.png"))).unwrap();
+    }
+    let (one, shown_one, counts_one) = free_run(root, 1);
+    let (three, shown_three, counts_three) = free_run(root, 3);
+    assert_eq!(one.len(), 13, "one verdict per frame: {one:?}");
+    let frames: Vec<String> = (0..13).map(|k| format!("{k:02}.png")).collect();
+    assert_eq!(one.iter().map(|v| v.1.clone()).collect::<Vec<_>>(), frames, "parts in the replay's order");
+    assert!(one.windows(2).all(|w| w[0].0 < w[1].0), "records in part order: {one:?}");
+    assert!(one.iter().any(|v| v.2 == "NG") && one.iter().any(|v| v.2 == "OK"), "{one:?}");
+    // Three parts in flight: every part, the same verdicts and scores, in the same order; the
+    // triggers after the last frame are no parts (no verdict, nothing shown).
+    assert_eq!(three, one, "in flight 3 against 1");
+    let expected: Vec<&str> = one.iter().map(|v| if v.2 == "OK" { "ok" } else { "ng" }).collect();
+    assert_eq!(shown_one, expected, "results shown in the parts' order");
+    assert_eq!(shown_three, expected, "results shown in the parts' order with three in flight");
+    assert_eq!(counts_one, counts_three);
+    assert_eq!(counts_one.0 + counts_one.1, 13);
+}

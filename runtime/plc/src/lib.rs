@@ -402,6 +402,22 @@ impl<P: OutputPin> Handshake<P> {
         })
     }
 
+    /// Takes part `id`, still awaiting its verdict, out of the flight with no result shown: for
+    /// a box that triggers itself and then finds no frame for the part (a replayed folder ran
+    /// out), so there was no part. Nothing goes OK; the parts behind it move up. Returns whether
+    /// the part was in flight.
+    pub fn withdraw(&mut self, now: Micros, id: u32) -> Result<bool, <P as embedded_hal::digital::ErrorType>::Error> {
+        let Some(index) = self.flying().iter().position(|p| p.id == id && p.verdict.is_none()) else {
+            return Ok(false);
+        };
+        self.remove(index);
+        let busy = self.awaiting();
+        set(&mut self.out.busy, busy)?;
+        self.advance(now)?;
+        self.settle(now)?;
+        Ok(true)
+    }
+
     /// While the result lines are free and the oldest part in flight has its verdict: shows it
     /// (or holds it for the fixed offset). Returns whether it put a result up.
     fn advance(&mut self, now: Micros) -> Result<bool, <P as embedded_hal::digital::ErrorType>::Error> {
@@ -893,6 +909,28 @@ mod tests {
         }
         b.hs.poll(10).unwrap();
         assert_eq!(b.on(), ["ready"], "zero-width results all shown and ended in one poll");
+    }
+
+    #[test]
+    fn a_withdrawn_part_shows_nothing_and_the_next_one_moves_up() {
+        let mut b = Bench::rebuilt(Bench::new(pulse(10 * MS, 10 * MS)), |hs| hs.with_depth(3));
+        b.hs.clear_fault(0).unwrap();
+        let ids: Vec<u32> = (0..3)
+            .map(|k| match b.hs.trigger(k).unwrap() {
+                TriggerOutcome::Accepted(id) => id,
+                TriggerOutcome::Missed => panic!(),
+            })
+            .collect();
+        assert_eq!(b.hs.verdict(5 * MS, ids[1], Shown::Ok).unwrap(), VerdictOutcome::Queued);
+        // The oldest part had no frame: withdrawn, the one behind it goes up at once.
+        assert!(b.hs.withdraw(6 * MS, ids[0]).unwrap());
+        assert_eq!(b.on(), ["busy", "valid", "ok"]);
+        assert!(!b.hs.withdraw(6 * MS, ids[1]).unwrap(), "a part with its verdict is not withdrawn");
+        assert!(b.hs.withdraw(7 * MS, ids[2]).unwrap());
+        assert_eq!(b.on(), ["valid", "ok"], "no part awaits a verdict: BUSY off");
+        assert!(!b.hs.withdraw(7 * MS, ids[2]).unwrap(), "gone already");
+        b.hs.poll(20 * MS).unwrap();
+        assert_eq!(b.on(), ["ready"]);
     }
 
     #[test]

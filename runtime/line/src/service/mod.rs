@@ -2,10 +2,12 @@
 //!
 //! - the main thread owns the [`Handshake`] and the counters, and does nothing slow: it turns
 //!   triggers into jobs, verdicts into lines, and writes one [`records::Event`] per event;
-//! - a worker thread ([`worker`]) owns the frame source and the frame path: it grabs a frame per
-//!   job, inspects it, sends the verdict back, and only then draws the overlay for the archive
-//!   and the display; it also reports whether the box can inspect (camera present, calibration
-//!   loaded) whenever that changes, and keeps retrying what is missing;
+//! - a worker thread ([`worker`]) owns the frame source and the calibration: it grabs a frame per
+//!   job and hands it to an inspection lane ([`lanes`]: one on a triggered line, one per part in
+//!   flight in free-run, `trigger.in_flight`); a collector thread ([`keep`]) sends the verdicts
+//!   back in the parts' order and only then draws the overlay for the archive and the display.
+//!   The worker also reports whether the box can inspect (camera present, calibration loaded)
+//!   whenever that changes, and keeps retrying what is missing;
 //! - trigger threads feed signals (see [`crate::trigger`]); the archive writes on its own;
 //! - the plant thread ([`crate::plant`], when `[modbus]` or `[mqtt]` is configured) mirrors the
 //!   lines and results over Modbus TCP and publishes every record to MQTT; the main loop only
@@ -16,6 +18,8 @@
 //! `embedded_hal` output pins (tests use in-memory pins); [`serve`] opens the configured GPIO
 //! lines on Linux.
 
+mod keep;
+mod lanes;
 pub mod records;
 pub mod worker;
 
@@ -105,7 +109,8 @@ where
     P: OutputPin,
     P::Error: std::fmt::Display,
 {
-    let mut hs = Handshake::new(outputs, timing(config));
+    // More than one part in flight only for a box that triggers itself (free-run).
+    let mut hs = Handshake::new(outputs, timing(config)).with_depth(config.parts_in_flight());
     hs.start().map_err(Error::plc)?;
     let result = Service::start(config, config_path, display).and_then(|s| s.run(&mut hs, stop));
     // Whatever ended the loop, the lines end safe.
@@ -169,7 +174,7 @@ impl Service {
                 .map_err(|e| Error::bad_file(config_path, e))?;
         }
         let free_run = match config.trigger {
-            TriggerConfig::FreeRun { interval_ms } => Some(Duration::from_millis(interval_ms)),
+            TriggerConfig::FreeRun { interval_ms, .. } => Some(Duration::from_millis(interval_ms)),
             _ => None,
         };
         debug_assert!(free_run.is_some() != external_trigger);
@@ -251,7 +256,7 @@ impl Service {
                 Err(TryRecvError::Empty) => {
                     let mut wait = Duration::from_millis(100);
                     if let Some(interval) = self.free_run {
-                        if hs.is_ready() && !self.closing {
+                        if hs.accepts() && !self.closing {
                             let since = last_free_run.map_or(interval, |t| t.elapsed());
                             if since >= interval {
                                 last_free_run = Some(Instant::now());
@@ -598,6 +603,11 @@ impl Service {
         if done.last {
             tracing::info!("the frame source has run out; stopping after this part");
             self.closing = true;
+        }
+        if done.no_frame {
+            // Triggered after the source's last frame (free-run, parts in flight): no part.
+            hs.withdraw(now, done.id).map_err(Error::plc)?;
+            return Ok(());
         }
         if self.stalled == Some(done.id) {
             // The stalled part came back: the frame path moves again.

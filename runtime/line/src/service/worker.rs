@@ -1,24 +1,26 @@
-//! The inspection thread: it owns the frame source and the frame path, (re)opens whatever is
-//! missing, grabs and inspects one frame per job, sends the verdict back, and only then draws
-//! the overlay for the archive and the display.
+//! The inspection thread: it owns the frame source, the model and the calibration, (re)opens
+//! whatever is missing, and grabs one frame per job. It hands each frame to the least busy of its
+//! inspection lanes ([`super::lanes`]: one on a triggered line, one per part in flight in
+//! free-run); the collector ([`super::keep`]) sends the verdicts back in the parts' order, and
+//! only then draws the overlay for the archive and the display.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_ad_core::decision::{decide, Verdict};
-use edge_ad_core::preprocess::CropGeometry;
+use edge_ad_core::decision::Verdict;
 use edge_ad_core::setup::{Ready, Station};
 use edge_ad_core::source::{FrameSource, SourceHealth};
 use edge_ad_plc::Fault;
 use image::RgbImage;
 
-use crate::archive::{Archive, Entry};
+use super::keep::Collector;
+use super::lanes::{self, Frame, Lane, LaneWork, Outcome};
+use crate::archive::Archive;
 use crate::config::BoxConfig;
-use crate::overlay::Caption;
-use crate::plant::web::{LiveFrame, LiveView};
+use crate::plant::web::LiveView;
 
 /// Shows the overlay to the operator (a Linux framebuffer on a box).
 pub trait Display: Send {
@@ -59,9 +61,12 @@ pub(super) struct Done {
     /// The source has no more frames (a replayed folder ran out): the service ends after this
     /// part. Carried here, not sent apart, so no trigger can slip in between.
     pub last: bool,
+    /// The source had run out before this part was triggered (free-run with parts in flight):
+    /// there was no part, and nothing is shown for it.
+    pub no_frame: bool,
 }
 
-/// A scored part: the verdict is decided once, here.
+/// A scored part: the verdict is decided once, in the lane that scored it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Scored {
     pub verdict: Verdict,
@@ -83,11 +88,14 @@ pub(super) enum Report {
 /// The inspection thread's state: the source and frame path, (re)opened as needed.
 pub(super) struct Worker {
     config: BoxConfig,
-    footer: Arc<Mutex<String>>,
-    archive: Option<Archive>,
-    display: Option<Box<dyn Display>>,
-    /// The web page's live view (drawn when the page asks for it, not here).
-    live: Option<LiveView>,
+    /// Where verdicts go, in order, and parts are kept; the collector thread takes it.
+    collector: Option<Collector>,
+    /// The lanes do not have the frame path in force yet.
+    lanes_stale: bool,
+    /// Parts handed on so far: the next part's place in the order.
+    parts: u64,
+    /// The last frame of the source was handed on (a replayed folder ran out).
+    source_ended: bool,
     /// The operator's sensitivity (f32 bits; 0: the configuration's), set by the main loop.
     sensitivity: Arc<AtomicU32>,
     /// The sensitivity the threshold in force was made with (f32 bits; 0: the configuration's).
@@ -101,8 +109,8 @@ pub(super) struct Worker {
     /// A broken new slot was rolled back once; never again in this run (no ping-pong).
     rolled_back: bool,
     source: Option<Box<dyn FrameSource + Send>>,
+    /// The calibration's frame path (the lanes score with forks of it) and threshold.
     ready: Option<Ready>,
-    ok_seen: u64,
 }
 
 impl Worker {
@@ -114,12 +122,14 @@ impl Worker {
         live: Option<LiveView>,
         sensitivity: Arc<AtomicU32>,
     ) -> Self {
+        let ok_every = config.archive.as_ref().map_or(0, |a| a.ok_every);
+        let collector = Collector { footer, archive, display, live, ok_every, ok_seen: 0 };
         Self {
             config,
-            footer,
-            archive,
-            display,
-            live,
+            collector: Some(collector),
+            lanes_stale: true,
+            parts: 0,
+            source_ended: false,
             sensitivity,
             applied_sensitivity: 0,
             shots_writing: Arc::default(),
@@ -129,17 +139,64 @@ impl Worker {
             rolled_back: false,
             source: None,
             ready: None,
-            ok_seen: 0,
         }
     }
 
     /// Serves jobs until the job channel closes; `wrap` tags reports for the main loop's channel.
+    /// The lanes and the collector run on threads of their own within it; it returns when they
+    /// have finished (the archive has written what was queued). A lane or the collector that
+    /// ends early (a panic) ends it too, which the main loop takes as the worker's death.
     pub fn run<E: Send + 'static>(mut self, jobs: Receiver<Work>, events: Sender<E>, wrap: fn(Report) -> E) {
+        let lanes = self.config.parts_in_flight();
+        let Some(collector) = self.collector.take() else { return };
+        let keep = collector.keeps();
+        std::thread::scope(|scope| {
+            let (to_collector, outcomes) = channel::<Outcome>();
+            let told = events.clone();
+            let collector = std::thread::Builder::new()
+                .name("verdicts".into())
+                .spawn_scoped(scope, move || collector.run(outcomes, told, wrap));
+            let Ok(collector) = collector else {
+                tracing::error!("cannot start the verdicts thread");
+                return;
+            };
+            let mut started = Vec::with_capacity(lanes);
+            for index in 0..lanes {
+                match Lane::start(scope, index, to_collector.clone()) {
+                    Ok(lane) => started.push(lane),
+                    Err(e) => {
+                        tracing::error!("cannot start inspection lane {index}: {e}");
+                        return;
+                    }
+                }
+            }
+            self.serve(&started, &jobs, &events, wrap, &to_collector, keep, &|| collector.is_finished());
+            // Dropping the lanes' and our senders (on the way out) lets the lanes, then the
+            // collector, finish.
+        });
+    }
+
+    /// The job loop of [`Self::run`].
+    #[allow(clippy::too_many_arguments)]
+    fn serve<E: Send + 'static>(
+        &mut self,
+        lanes: &[Lane<'_>],
+        jobs: &Receiver<Work>,
+        events: &Sender<E>,
+        wrap: fn(Report) -> E,
+        to_collector: &Sender<Outcome>,
+        keep: bool,
+        collector_ended: &dyn Fn() -> bool,
+    ) {
         let mut reported: Option<Option<(Fault, String)>> = None;
         let mut next_check = Instant::now();
         loop {
+            if collector_ended() || lanes.iter().any(Lane::has_ended) {
+                tracing::error!("an inspection thread ended unexpectedly");
+                return;
+            }
             if Instant::now() >= next_check {
-                let status = self.establish();
+                let status = self.establish(lanes);
                 if reported.as_ref() != Some(&status) {
                     if events.send(wrap(Report::Status(status.clone()))).is_err() {
                         return;
@@ -166,48 +223,38 @@ impl Worker {
                                 self.shots_writing.fetch_sub(1, Ordering::SeqCst);
                                 let why = format!("cannot start a thread to write the shot: {e}");
                                 if events.send(wrap(Report::Shot(Err(why)))).is_err() {
-                                    break;
+                                    return;
                                 }
                             }
                         }
                         Err(why) => {
                             if events.send(wrap(Report::Shot(Err(why)))).is_err() {
-                                break;
+                                return;
                             }
                         }
                     }
                     continue;
                 }
                 Ok(Work::Load) => {
-                    if events.send(wrap(Report::Loaded(self.load_taught()))).is_err() {
-                        break;
+                    let loaded = self.load_taught(lanes);
+                    if events.send(wrap(Report::Loaded(loaded))).is_err() {
+                        return;
                     }
                     next_check = Instant::now();
                     continue;
                 }
                 Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
             };
-            let (mut done, frame) = self.inspect(&job);
-            done.last = self.source.as_ref().and_then(|s| s.remaining()) == Some(0);
-            let kept = done.result.as_ref().ok().copied();
-            let (id, name) = (done.id, done.frame.clone());
-            if events.send(wrap(Report::Done(done))).is_err() {
-                break;
-            }
-            // After the verdict is out: the overlay, the archive and the display.
-            if let (Some((frame, geometry)), Some(scored)) = (frame, kept) {
-                self.keep(id, &name, &frame, &geometry, scored);
+            if !self.hand_on(lanes, job, keep, to_collector) {
+                return;
             }
             next_check = Instant::now();
-        }
-        if let Some(a) = self.archive.take() {
-            a.finish();
         }
     }
 
     /// Opens what is missing; `None` when the box can inspect, else the fault and why.
-    fn establish(&mut self) -> Option<(Fault, String)> {
+    fn establish(&mut self, lanes: &[Lane<'_>]) -> Option<(Fault, String)> {
         // An install switched the slot link: the new model (and a calibration for it) is loaded.
         let resolved = self.config.model.bundle.as_deref().and_then(|b| std::fs::canonicalize(b).ok());
         if self.station.is_some() && resolved != self.loaded_bundle {
@@ -244,13 +291,23 @@ impl Worker {
                     tracing::info!("calibration {} loaded", self.config.model.calibration.display());
                     self.ready = Some(r);
                     self.applied_sensitivity = 0;
+                    self.lanes_stale = true;
                 }
                 Err(e) => return Some((Fault::Calibration, e.to_string())),
             }
         }
+        if self.lanes_stale {
+            if let Err(e) = self.equip_lanes(lanes) {
+                self.ready = None;
+                return Some((Fault::Model, e));
+            }
+        }
         if self.source.is_none() {
             match crate::sources::open_source(&self.config.source) {
-                Ok(s) => self.source = Some(s),
+                Ok(s) => {
+                    self.source = Some(s);
+                    self.source_ended = false;
+                }
                 Err(e) => return Some((Fault::Camera, e.to_string())),
             }
         }
@@ -281,20 +338,23 @@ impl Worker {
 
     /// The taught candidate, read and checked as a calibration is at start (signature, model,
     /// projector), then put in force on disk and here; on any error the one in force stays.
-    fn load_taught(&mut self) -> std::result::Result<f32, String> {
+    fn load_taught(&mut self, lanes: &[Lane<'_>]) -> std::result::Result<f32, String> {
         let Some(station) = self.station.as_ref() else {
             return Err("the model is not loaded".into());
         };
-        let in_force = &self.config.model.calibration;
-        let ready = station.inspector(&crate::teach::candidate(in_force)).map_err(|e| e.to_string())?;
+        let in_force = self.config.model.calibration.clone();
+        let ready = station.inspector(&crate::teach::candidate(&in_force)).map_err(|e| e.to_string())?;
         if !(ready.threshold.is_finite() && ready.threshold > 0.0) {
             return Err(format!("the new threshold {} is not a positive number", ready.threshold));
         }
-        crate::teach::promote(in_force).map_err(|e| e.to_string())?;
+        crate::teach::promote(&in_force).map_err(|e| e.to_string())?;
         let threshold = ready.threshold;
         self.ready = Some(ready);
         // The operator's sensitivity (if any) is applied to the new threshold at the next part.
         self.applied_sensitivity = 0;
+        // Parts already with a lane finish on the old calibration; the next ones use the new.
+        self.lanes_stale = true;
+        self.equip_lanes(lanes)?;
         tracing::info!("taught calibration in force: {} (threshold {threshold})", in_force.display());
         Ok(threshold)
     }
@@ -317,32 +377,65 @@ impl Worker {
         }
     }
 
-    fn inspect(&mut self, job: &Job) -> (Done, Option<(RgbImage, CropGeometry)>) {
+    /// Gives every lane a fork of the frame path in force, each searching with the threads a
+    /// lane gets (all of `model.threads` with one lane; one each with several, unless set).
+    fn equip_lanes(&mut self, lanes: &[Lane<'_>]) -> std::result::Result<(), String> {
+        let Some(ready) = self.ready.as_ref() else { return Ok(()) };
+        let threads = match (lanes.len(), self.config.model.threads) {
+            (0 | 1, _) => self.station.as_ref().map_or(1, |s| s.threads()),
+            (_, Some(t)) => t,
+            (_, None) => 1,
+        };
+        for lane in lanes {
+            let fork =
+                ready.inspector.fork(threads).map_err(|e| format!("cannot make a frame path for a lane: {e}"))?;
+            if !lane.send(LaneWork::Use(Box::new(fork))) {
+                return Err("an inspection lane is gone".into());
+            }
+        }
+        self.lanes_stale = false;
+        Ok(())
+    }
+
+    /// Grabs the part's frame and hands it to the least busy lane; a part that cannot be
+    /// grabbed goes to the collector as an error (NG), in its place. `false`: a lane or the
+    /// collector is gone.
+    fn hand_on(&mut self, lanes: &[Lane<'_>], job: Job, keep: bool, to_collector: &Sender<Outcome>) -> bool {
+        let seq = self.parts;
+        self.parts += 1;
         let source_error =
             |reason: &str| edge_ad_core::Error::Source { name: "the frame source".into(), reason: reason.into() };
-        let mut done = Done {
-            id: job.id,
-            frame: String::new(),
-            result: Err(source_error("no frame taken")),
-            latency_ms: 0.0,
-            last: false,
+        let failed = |job: &Job, frame: String, e: edge_ad_core::Error, last: bool| Outcome {
+            seq,
+            done: Done {
+                id: job.id,
+                frame,
+                result: Err(e),
+                latency_ms: job.triggered.elapsed().as_secs_f64() * 1e3,
+                last,
+                no_frame: false,
+            },
+            kept: None,
         };
-        let (Some(source), Some(ready)) = (self.source.as_mut(), self.ready.as_mut()) else {
-            done.result = Err(source_error("the frame path is not ready"));
-            return (done, None);
+        if self.source_ended {
+            // Triggered (free-run, parts in flight) after the last frame went: not a part.
+            let mut outcome = failed(&job, String::new(), source_error("exhausted"), true);
+            outcome.done.no_frame = true;
+            return to_collector.send(outcome).is_ok();
+        }
+        let (Some(source), Some(ready), false) = (self.source.as_mut(), self.ready.as_mut(), self.lanes_stale) else {
+            return to_collector
+                .send(failed(&job, String::new(), source_error("the frame path is not ready"), false))
+                .is_ok();
         };
         let frame = match source.next_frame() {
             Some(Ok(f)) => f,
-            Some(Err(e)) => {
-                done.result = Err(e);
-                return (done, None);
-            }
+            Some(Err(e)) => return to_collector.send(failed(&job, String::new(), e, false)).is_ok(),
             None => {
-                done.result = Err(source_error("exhausted"));
-                return (done, None);
+                self.source_ended = true;
+                return to_collector.send(failed(&job, String::new(), source_error("exhausted"), true)).is_ok();
             }
         };
-        done.frame = frame.name.clone();
         // The operator changed the sensitivity: the threshold follows from the next part on.
         let asked = self.sensitivity.load(Ordering::Relaxed);
         if asked != self.applied_sensitivity && asked != 0 {
@@ -350,67 +443,12 @@ impl Worker {
                 edge_ad_core::decision::with_sensitivity(&ready.calibration.threshold, f32::from_bits(asked)).value;
             self.applied_sensitivity = asked;
         }
-        let inspection = ready.inspector.inspect(&frame.image);
-        done.latency_ms = job.triggered.elapsed().as_secs_f64() * 1e3;
-        match inspection {
-            Ok(i) => {
-                let threshold = ready.threshold;
-                done.result = Ok(Scored { verdict: decide(i.score, threshold), score: i.score, threshold });
-                (done, Some((frame.image, i.geometry)))
-            }
-            Err(e) => {
-                done.result = Err(e);
-                (done, None)
-            }
-        }
-    }
-
-    fn keep(&mut self, id: u32, name: &str, frame: &RgbImage, geometry: &CropGeometry, scored: Scored) {
-        let Scored { verdict, score, threshold } = scored;
-        let every = self.config.archive.as_ref().map_or(0, |a| a.ok_every);
-        let sampled = verdict == Verdict::Ok && every > 0 && {
-            self.ok_seen += 1;
-            self.ok_seen.is_multiple_of(every)
-        };
-        let archived = self.archive.is_some() && (verdict == Verdict::Ng || sampled);
-        let live = self.live.as_ref().filter(|l| l.wants());
-        if !archived && self.display.is_none() && live.is_none() {
-            return;
-        }
-        let Some(ready) = self.ready.as_mut() else { return };
-        let side = ready.inspector.working_side();
-        let footer = self.footer.lock().map(|f| f.clone()).unwrap_or_default();
-        if let Some(live) = live {
-            // Copies only: the page's request draws it, off the frame path.
-            let (map, geometry) = (ready.inspector.map().to_vec(), *geometry);
-            let caption = (verdict, score, threshold, footer.clone());
-            live.offer(LiveFrame { frame: frame.clone(), map, side, geometry, caption });
-        }
-        if !archived && self.display.is_none() {
-            return;
-        }
-        let map = edge_ad_core::output::map_at_source(ready.inspector.map(), side, geometry).ok();
-        let caption = Caption { verdict: Some(verdict), score, threshold, footer: &footer };
-        let overlay = crate::overlay::draw(frame, map.as_deref(), &caption);
-        if let Some(d) = &self.display {
-            if let Err(e) = d.show(&overlay) {
-                tracing::warn!("display: {e}");
-            }
-        }
-        if let (true, Some(archive)) = (archived, &self.archive) {
-            let stamp = super::unix_ms();
-            let stem = format!("{stamp:013}-{id:08}-{}", verdict.as_str());
-            let sidecar = crate::archive::Sidecar {
-                part: id,
-                frame: name.to_string(),
-                verdict: verdict.as_str(),
-                score: score.is_finite().then_some(score),
-                threshold,
-                time_unix_ms: stamp as u64,
-            };
-            if !archive.offer(Entry { stem, image: overlay, sidecar }) {
-                tracing::warn!("archive: writer behind, part {id} not kept ({} dropped)", archive.dropped());
-            }
+        let last = source.remaining() == Some(0);
+        self.source_ended = last;
+        let frame = Frame { seq, job, name: frame.name, image: frame.image, threshold: ready.threshold, last, keep };
+        match lanes::least_busy(lanes) {
+            Some(lane) => lane.send(LaneWork::Part(Box::new(frame))),
+            None => false,
         }
     }
 }
