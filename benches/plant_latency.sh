@@ -72,6 +72,8 @@ kind = "folder"
 path = "$work/replay"
 [trigger]
 kind = "free-run"
+# One part at a time, as the figures in the README were measured (and as on a triggered line).
+in_flight = 1
 [counters]
 path = "$work/counters-$1-$2.json"
 [records]

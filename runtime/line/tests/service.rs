@@ -165,7 +165,10 @@ fn records_on_a_full_disk_are_counted_and_the_box_goes_on() {
 /// Free-run over a replay of `frames` with `in_flight` parts at once: the verdict records
 /// (part, frame, verdict, score) in record order, the OK/NG pulses in the order shown, and the
 /// counters.
-fn free_run(root: &Path, in_flight: usize) -> (Vec<(u64, String, String, f64)>, Vec<&'static str>, (u64, u64)) {
+/// A verdict record: part, frame, verdict, score.
+type Record = (u64, String, String, f64);
+
+fn free_run(root: &Path, in_flight: usize) -> (Vec<Record>, Vec<&'static str>, (u64, u64, u64)) {
     let config_path = root.join(format!("box-{in_flight}.toml"));
     let records = root.join(format!("records-{in_flight}.jsonl"));
     let counters = root.join(format!("counters-{in_flight}.json"));
@@ -199,9 +202,10 @@ fn free_run(root: &Path, in_flight: usize) -> (Vec<(u64, String, String, f64)>, 
             (r["part"].as_u64().unwrap(), text("frame"), text("verdict"), r["score"].as_f64().unwrap())
         })
         .collect();
-    let shown = log.lock().unwrap().iter().filter(|(n, on)| *on && (*n == "ok" || *n == "ng")).map(|(n, _)| *n).collect();
+    let shown =
+        log.lock().unwrap().iter().filter(|(n, on)| *on && (*n == "ok" || *n == "ng")).map(|(n, _)| *n).collect();
     let c = edge_ad_line::counters::Counters::read(&counters).unwrap();
-    (verdicts, shown, (c.ok, c.ng))
+    (verdicts, shown, (c.triggers, c.ok, c.ng))
 }
 
 #[test]
@@ -239,6 +243,6 @@ fn free_run_with_parts_in_flight_gives_the_same_verdicts_in_the_same_order() {
     let expected: Vec<&str> = one.iter().map(|v| if v.2 == "OK" { "ok" } else { "ng" }).collect();
     assert_eq!(shown_one, expected, "results shown in the parts' order");
     assert_eq!(shown_three, expected, "results shown in the parts' order with three in flight");
-    assert_eq!(counts_one, counts_three);
-    assert_eq!(counts_one.0 + counts_one.1, 13);
+    assert_eq!(counts_one, counts_three, "triggers, OK and NG");
+    assert_eq!((counts_one.0, counts_one.1 + counts_one.2), (13, 13), "a trigger and a verdict per part");
 }

@@ -3,8 +3,8 @@
 //! - the main thread owns the [`Handshake`] and the counters, and does nothing slow: it turns
 //!   triggers into jobs, verdicts into lines, and writes one [`records::Event`] per event;
 //! - a worker thread ([`worker`]) owns the frame source and the calibration: it grabs a frame per
-//!   job and hands it to an inspection lane ([`lanes`]: one on a triggered line, one per part in
-//!   flight in free-run, `trigger.in_flight`); a collector thread ([`keep`]) sends the verdicts
+//!   job and hands it to an inspection lane (`lanes.rs`: one on a triggered line, one per part in
+//!   flight in free-run, `trigger.in_flight`); a collector thread (`keep.rs`) sends the verdicts
 //!   back in the parts' order and only then draws the overlay for the archive and the display.
 //!   The worker also reports whether the box can inspect (camera present, calibration loaded)
 //!   whenever that changes, and keeps retrying what is missing;
@@ -605,8 +605,11 @@ impl Service {
             self.closing = true;
         }
         if done.no_frame {
-            // Triggered after the source's last frame (free-run, parts in flight): no part.
-            hs.withdraw(now, done.id).map_err(Error::plc)?;
+            // Triggered after the source's last frame (free-run, parts in flight): no part, so
+            // not counted as a trigger either.
+            if hs.withdraw(now, done.id).map_err(Error::plc)? {
+                self.counters.triggers = self.counters.triggers.saturating_sub(1);
+            }
             return Ok(());
         }
         if self.stalled == Some(done.id) {

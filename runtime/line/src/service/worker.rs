@@ -1,7 +1,7 @@
 //! The inspection thread: it owns the frame source, the model and the calibration, (re)opens
 //! whatever is missing, and grabs one frame per job. It hands each frame to the least busy of its
-//! inspection lanes ([`super::lanes`]: one on a triggered line, one per part in flight in
-//! free-run); the collector ([`super::keep`]) sends the verdicts back in the parts' order, and
+//! inspection lanes (`lanes.rs`: one on a triggered line, one per part in flight in
+//! free-run); the collector (`keep.rs`) sends the verdicts back in the parts' order, and
 //! only then draws the overlay for the archive and the display.
 
 use std::path::Path;
