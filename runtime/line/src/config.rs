@@ -361,6 +361,10 @@ pub struct PlcConfig {
     /// A part in flight longer than this is a stall (a fault).
     #[serde(default = "default_deadline")]
     pub deadline_ms: u64,
+    /// With parts in flight (free-run): the result lines stay off this long between two results,
+    /// so the PLC sees RESULT-VALID fall between them (longer than two of its scans).
+    #[serde(default = "default_gap")]
+    pub result_gap_ms: u64,
 }
 
 fn default_pulse() -> u64 {
@@ -368,6 +372,9 @@ fn default_pulse() -> u64 {
 }
 fn default_deadline() -> u64 {
     2000
+}
+fn default_gap() -> u64 {
+    10
 }
 
 /// NG (and sampled OK) frames on disk.
@@ -430,7 +437,8 @@ impl BoxConfig {
             TriggerConfig::FreeRun { in_flight, .. } => {
                 let fixed_offset = self.plc.as_ref().is_some_and(|p| p.result_offset_ms.is_some());
                 match in_flight {
-                    Some(n) => n,
+                    // Checked at load; clamped for a configuration made in code.
+                    Some(n) => n.clamp(1, edge_ad_plc::MAX_DEPTH),
                     None if fixed_offset => 1,
                     None => edge_ad_core::workers::default_workers().min(edge_ad_plc::MAX_DEPTH),
                 }
@@ -495,6 +503,7 @@ impl BoxConfig {
                 ("ng_pulse_ms", p.ng_pulse_ms),
                 ("missed_pulse_ms", p.missed_pulse_ms),
                 ("deadline_ms", p.deadline_ms),
+                ("result_gap_ms", p.result_gap_ms),
             ] {
                 if v == 0 {
                     return Err(format!("plc.{key} must be above 0"));
@@ -699,6 +708,7 @@ session_minutes = 45
         assert_eq!((line, *edge), (&LineId::Name("TRIGGER_IN".into()), Edge::Rising));
         let plc = c.plc.as_ref().unwrap();
         assert_eq!((plc.ok_pulse_ms, plc.ng_pulse_ms, plc.result_offset_ms), (20, 30, Some(60)));
+        assert_eq!(plc.result_gap_ms, 10, "the default gap between pipelined results");
         assert_eq!(plc.ng.as_ref().unwrap().active, Level::Low);
         assert_eq!(plc.lines().len(), 5);
         assert_eq!(c.archive.unwrap().budget_mib, 512);
@@ -720,6 +730,7 @@ session_minutes = 45
             ("sensitivity = 1.2", "precision = \"half\"", "model.precision must be auto, f32 or f16"),
             ("format = \"MJPG\"", "format = \"H264\"", "H264"),
             ("ng_pulse_ms = 30", "ng_pulse_ms = 0", "plc.ng_pulse_ms"),
+            ("ng_pulse_ms = 30", "ng_pulse_ms = 30\nresult_gap_ms = 0", "plc.result_gap_ms must be above 0"),
             ("result_offset_ms = 60", "result_offset_ms = 5000", "plc.result_offset_ms"),
             ("busy = { line = 1 }", "busy = { line = 3 }", "plc.ok: line 3 is used twice"),
             ("line = \"TRIGGER_IN\"", "line = 4", "trigger.line 4"),

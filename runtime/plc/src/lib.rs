@@ -21,8 +21,10 @@
 //! A free-running box (no trigger from the PLC: it starts the next part itself) may pipeline:
 //! [`Handshake::with_depth`] lets up to that many parts be in flight at once. Their verdicts
 //! may come in any order; results are still shown one at a time, in trigger order, each after the
-//! one before it has been held (pulse or acknowledge). BUSY is then on while any part awaits its
-//! verdict, and READY still means nothing in flight and nothing shown. With a depth of 1 (the
+//! one before it has been held (pulse or acknowledge) and the lines have then stayed off for
+//! [`Timing::gap`], so that the PLC sees every result's edges. BUSY is then on while any part
+//! awaits its verdict, and READY still means nothing in flight and nothing shown. A fault drops
+//! the verdicts not yet shown; [`Handshake::unshown`] names those parts. With a depth of 1 (the
 //! default, and the rule for a triggered line) every rule above holds unchanged.
 
 #![no_std]
@@ -144,6 +146,9 @@ pub struct Timing {
     pub deadline: Micros,
     /// Width of the MISSED pulse.
     pub missed_pulse: Micros,
+    /// With more than one part in flight: how long the result lines stay off between two
+    /// results (a PLC scanning every few milliseconds must see VALID fall between them).
+    pub gap: Micros,
 }
 
 /// A verdict the handshake can show.
@@ -226,6 +231,7 @@ enum ResultState {
     None,
     /// A verdict waiting for the fixed offset.
     Held {
+        id: u32,
         shown: Shown,
         due: Micros,
     },
@@ -233,6 +239,10 @@ enum ResultState {
     Showing {
         shown: Shown,
         until: Option<Micros>,
+    },
+    /// The lines off between two pipelined results, until then.
+    Gap {
+        until: Micros,
     },
 }
 
@@ -252,6 +262,9 @@ pub struct Handshake<P> {
     result: ResultState,
     missed_until: Option<Micros>,
     next_id: u32,
+    /// The parts whose verdicts were known but not shown when the last fault came.
+    unshown: [u32; MAX_DEPTH],
+    unshown_len: usize,
 }
 
 impl<P: OutputPin> Handshake<P> {
@@ -267,6 +280,8 @@ impl<P: OutputPin> Handshake<P> {
             result: ResultState::None,
             missed_until: None,
             next_id: 0,
+            unshown: [0; MAX_DEPTH],
+            unshown_len: 0,
         }
     }
 
@@ -308,6 +323,13 @@ impl<P: OutputPin> Handshake<P> {
         } else {
             self.fault.is_none() && self.in_flight < self.depth
         }
+    }
+
+    /// The parts whose verdicts were known (queued behind others, or held for the offset) but
+    /// never shown, because the last fault dropped them: the caller records them, since the PLC
+    /// saw no result for them. Each fault (and shut-down) replaces the list.
+    pub fn unshown(&self) -> &[u32] {
+        &self.unshown[..self.unshown_len]
     }
 
     /// The parts in flight, in trigger order.
@@ -428,7 +450,7 @@ impl<P: OutputPin> Handshake<P> {
         let part = self.remove(0);
         match self.timing.fixed_offset {
             Some(offset) if now < part.triggered.saturating_add(offset) => {
-                self.result = ResultState::Held { shown, due: part.triggered.saturating_add(offset) };
+                self.result = ResultState::Held { id: part.id, shown, due: part.triggered.saturating_add(offset) };
             }
             _ => self.show(now, shown)?,
         }
@@ -497,10 +519,15 @@ impl<P: OutputPin> Handshake<P> {
         // Each pass ends a result or puts the next one up, so this ends within the depth's
         // passes (zero-width pulses put up and end several results at one time).
         loop {
-            match self.result {
-                ResultState::Held { shown, due } if now >= due => self.show(now, shown)?,
-                ResultState::Showing { until: Some(until), .. } if now >= until => {
-                    self.clear_result(now)?;
+            let state = self.result;
+            match state {
+                ResultState::Held { shown, due, .. } if now >= due => self.show(now, shown)?,
+                ResultState::Showing { until: Some(until), .. } if now >= until => self.clear_result(now)?,
+                ResultState::Gap { until } if now >= until => {
+                    self.result = ResultState::None;
+                    self.settle(now)?;
+                }
+                ResultState::None => {
                     if !self.advance(now)? {
                         break;
                     }
@@ -523,6 +550,7 @@ impl<P: OutputPin> Handshake<P> {
         match self.result {
             ResultState::Held { due, .. } => at(due),
             ResultState::Showing { until: Some(until), .. } => at(until),
+            ResultState::Gap { until } => at(until),
             _ => {}
         }
         due
@@ -549,7 +577,13 @@ impl<P: OutputPin> Handshake<P> {
         set(&mut self.out.result_valid, false)?;
         set(&mut self.out.ok, false)?;
         set(&mut self.out.ng, false)?;
-        self.result = ResultState::None;
+        // With one part in flight the PLC's next trigger keeps results apart; with more, the
+        // next result could follow at once.
+        self.result = if self.depth > 1 && self.timing.gap > 0 {
+            ResultState::Gap { until: now.saturating_add(self.timing.gap) }
+        } else {
+            ResultState::None
+        };
         self.settle(now)
     }
 
@@ -560,6 +594,20 @@ impl<P: OutputPin> Handshake<P> {
     }
 
     fn enter_safe(&mut self, fault: Fault) -> PinResult<P> {
+        // What had a verdict but never reached the lines: the caller records it.
+        let mut unshown = [0; MAX_DEPTH];
+        let mut len = 0;
+        if let ResultState::Held { id, .. } = self.result {
+            unshown[0] = id;
+            len = 1;
+        }
+        for part in self.flying().iter().filter(|p| p.verdict.is_some()) {
+            if len < MAX_DEPTH {
+                unshown[len] = part.id;
+                len += 1;
+            }
+        }
+        (self.unshown, self.unshown_len) = (unshown, len);
         self.fault = Some(fault);
         self.in_flight = 0;
         self.result = ResultState::None;
@@ -684,7 +732,7 @@ mod tests {
     }
 
     fn pulse(ok: Micros, ng: Micros) -> Timing {
-        Timing { hold: Hold::Pulse { ok, ng }, fixed_offset: None, deadline: 500 * MS, missed_pulse: 10 * MS }
+        Timing { hold: Hold::Pulse { ok, ng }, fixed_offset: None, deadline: 500 * MS, missed_pulse: 10 * MS, gap: 0 }
     }
 
     #[test]
@@ -743,6 +791,14 @@ mod tests {
         assert_eq!(b.on(), ["valid", "ok"]);
         b.hs.poll(1070 * MS).unwrap();
         assert_eq!(b.on(), ["ready"]);
+        // A fault while a result is held: never shown, and named.
+        let TriggerOutcome::Accepted(held) = b.hs.trigger(1500 * MS).unwrap() else { panic!() };
+        assert_eq!(b.hs.verdict(1510 * MS, held, Shown::Ok).unwrap(), VerdictOutcome::Held);
+        b.hs.set_fault(Fault::Camera).unwrap();
+        assert_eq!(b.hs.unshown(), [held]);
+        b.hs.poll(1560 * MS).unwrap();
+        assert_eq!(b.on(), ["error"]);
+        b.hs.clear_fault(1600 * MS).unwrap();
         // Late: NG at the offset, the late OK is dropped.
         let TriggerOutcome::Accepted(id) = b.hs.trigger(2000 * MS).unwrap() else { panic!() };
         assert_eq!(b.hs.poll(2060 * MS).unwrap().0, Some(Notice::Late(id)));
@@ -823,7 +879,9 @@ mod tests {
 
     #[test]
     fn pipelined_parts_show_in_trigger_order_one_result_at_a_time() {
-        let mut b = Bench::rebuilt(Bench::new(pulse(20 * MS, 30 * MS)), |hs| hs.with_depth(3));
+        let mut t = pulse(20 * MS, 30 * MS);
+        t.gap = 5 * MS;
+        let mut b = Bench::rebuilt(Bench::new(t), |hs| hs.with_depth(3));
         assert_eq!(b.hs.depth(), 3);
         b.hs.clear_fault(0).unwrap();
         let accept = |b: &mut Bench, at| match b.hs.trigger(at).unwrap() {
@@ -844,15 +902,21 @@ mod tests {
         assert_eq!(b.on(), ["valid", "ok"], "the first part's OK, BUSY off: every verdict is known");
         assert!(b.hs.accepts(), "room for another part while results are shown");
         assert_eq!(b.hs.poll(59 * MS).unwrap(), (None, Some(60 * MS)));
-        b.hs.poll(60 * MS).unwrap();
+        assert_eq!(b.hs.poll(60 * MS).unwrap(), (None, Some(65 * MS)));
+        assert_eq!(b.on(), Vec::<&str>::new(), "the lines off for the gap: the PLC sees VALID fall");
+        b.hs.poll(65 * MS).unwrap();
         assert_eq!(b.on(), ["valid", "ng"], "then the second's NG, for its own width");
-        b.hs.poll(89 * MS).unwrap();
+        b.hs.poll(94 * MS).unwrap();
         assert_eq!(b.on(), ["valid", "ng"]);
-        b.hs.poll(90 * MS).unwrap();
+        b.hs.poll(95 * MS).unwrap();
+        assert_eq!(b.on(), Vec::<&str>::new());
+        b.hs.poll(100 * MS).unwrap();
         assert_eq!(b.on(), ["valid", "ok"], "then the third's OK");
-        b.hs.poll(110 * MS).unwrap();
+        b.hs.poll(120 * MS).unwrap();
+        assert_eq!(b.on(), Vec::<&str>::new(), "a gap after the last result too: READY after it");
+        b.hs.poll(125 * MS).unwrap();
         assert_eq!(b.on(), ["ready"]);
-        assert_eq!(b.hs.poll(111 * MS).unwrap(), (None, None));
+        assert_eq!(b.hs.poll(126 * MS).unwrap(), (None, None));
     }
 
     #[test]
@@ -872,7 +936,9 @@ mod tests {
         let TriggerOutcome::Accepted(e) = b.hs.trigger(700 * MS).unwrap() else { panic!() };
         let TriggerOutcome::Accepted(f) = b.hs.trigger(701 * MS).unwrap() else { panic!() };
         assert_eq!(b.hs.verdict(702 * MS, f, Shown::Ok).unwrap(), VerdictOutcome::Queued);
+        assert!(b.hs.unshown().is_empty(), "{:?}", b.hs.unshown());
         b.hs.set_fault(Fault::Camera).unwrap();
+        assert_eq!(b.hs.unshown(), [f], "the queued verdict never reached the lines: named");
         b.hs.clear_fault(703 * MS).unwrap();
         assert_eq!(b.hs.verdict(704 * MS, e, Shown::Ok).unwrap(), VerdictOutcome::Stale);
         b.hs.poll(800 * MS).unwrap();
@@ -883,6 +949,7 @@ mod tests {
     fn pipelined_results_wait_for_the_acknowledge_and_zero_pulses_drain_at_once() {
         let mut t = pulse(0, 0);
         t.hold = Hold::UntilAcknowledged;
+        t.gap = 5 * MS;
         let mut b = Bench::rebuilt(Bench::new(t), |hs| hs.with_depth(2));
         b.hs.clear_fault(0).unwrap();
         let TriggerOutcome::Accepted(a) = b.hs.trigger(0).unwrap() else { panic!() };
@@ -892,8 +959,12 @@ mod tests {
         assert_eq!(b.hs.poll(10_000 * MS).unwrap(), (None, None));
         assert_eq!(b.on(), ["valid", "ng"], "held until acknowledged");
         b.hs.acknowledge(10_001 * MS).unwrap();
-        assert_eq!(b.on(), ["valid", "ok"], "the next result goes up on the acknowledge");
-        b.hs.acknowledge(10_002 * MS).unwrap();
+        assert_eq!(b.on(), Vec::<&str>::new(), "VALID falls on the acknowledge");
+        assert_eq!(b.hs.poll(10_002 * MS).unwrap(), (None, Some(10_006 * MS)));
+        b.hs.poll(10_006 * MS).unwrap();
+        assert_eq!(b.on(), ["valid", "ok"], "the next result goes up after the gap");
+        b.hs.acknowledge(10_007 * MS).unwrap();
+        b.hs.poll(10_012 * MS).unwrap();
         assert_eq!(b.on(), ["ready"]);
 
         let mut b = Bench::rebuilt(Bench::new(pulse(0, 0)), |hs| hs.with_depth(4));

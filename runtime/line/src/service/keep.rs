@@ -14,6 +14,38 @@ use crate::archive::{Archive, Entry};
 use crate::overlay::Caption;
 use crate::plant::web::{LiveFrame, LiveView};
 
+/// Which parts are worth keeping, decided per frame when it is grabbed ([`KeepRule::now`]).
+#[derive(Clone)]
+pub(super) struct KeepRule {
+    /// Every part (the display shows each one; sampled OK parts are counted here).
+    every: bool,
+    /// NG parts (the archive).
+    ng: bool,
+    /// The web page's live view, which takes a frame now and then.
+    live: Option<LiveView>,
+}
+
+impl KeepRule {
+    /// What to keep of the part grabbed now.
+    pub fn now(&self) -> Keep {
+        Keep { every: self.every || self.live.as_ref().is_some_and(LiveView::wants), ng: self.ng }
+    }
+}
+
+/// Which of a part's outcomes the lane keeps for the collector.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Keep {
+    every: bool,
+    ng: bool,
+}
+
+impl Keep {
+    /// Whether a part with `verdict` is kept.
+    pub fn keeps(self, verdict: Verdict) -> bool {
+        self.every || (self.ng && verdict == Verdict::Ng)
+    }
+}
+
 /// Where kept parts go.
 pub(super) struct Collector {
     pub footer: Arc<Mutex<String>>,
@@ -27,9 +59,13 @@ pub(super) struct Collector {
 }
 
 impl Collector {
-    /// Whether parts are kept at all: only then do lanes copy frames and maps.
-    pub fn keeps(&self) -> bool {
-        self.archive.is_some() || self.display.is_some() || self.live.is_some()
+    /// Which parts the lanes keep (copy the frame and map of) for this collector.
+    pub fn keep_rule(&self) -> KeepRule {
+        KeepRule {
+            every: self.display.is_some() || (self.archive.is_some() && self.ok_every > 0),
+            ng: self.archive.is_some(),
+            live: self.live.clone(),
+        }
     }
 
     /// Hands verdicts on in order until every lane and the worker are gone (or the main loop

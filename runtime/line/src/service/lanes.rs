@@ -14,6 +14,7 @@ use edge_ad_core::pipeline::Inspector;
 use edge_ad_core::preprocess::CropGeometry;
 use image::RgbImage;
 
+use super::keep::Keep;
 use super::worker::{Done, Job, Scored};
 
 /// A grabbed frame for a lane.
@@ -27,8 +28,9 @@ pub(super) struct Frame {
     pub threshold: f32,
     /// The source had no more frames after this one.
     pub last: bool,
-    /// Keep the frame and its anomaly map for the overlay (archive, display or live view).
-    pub keep: bool,
+    /// Which parts to keep the frame and anomaly map of, for the overlay (archive, display or
+    /// live view).
+    pub keep: Keep,
 }
 
 /// What a lane is asked to do, in order.
@@ -136,7 +138,7 @@ fn score(inspector: Option<&mut Inspector>, frame: Frame) -> Outcome {
     match inspection {
         Ok(i) => {
             let scored = Scored { verdict: decide(i.score, threshold), score: i.score, threshold };
-            let kept = keep.then(|| Kept {
+            let kept = keep.keeps(scored.verdict).then(|| Kept {
                 frame: image,
                 map: inspector.map().to_vec(),
                 side: inspector.working_side(),

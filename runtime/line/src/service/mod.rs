@@ -64,10 +64,15 @@ pub fn timing(config: &BoxConfig) -> Timing {
             fixed_offset: p.result_offset_ms.map(ms),
             deadline: ms(p.deadline_ms),
             missed_pulse: ms(p.missed_pulse_ms),
+            gap: ms(p.result_gap_ms),
         },
-        None => {
-            Timing { hold: Hold::Pulse { ok: 0, ng: 0 }, fixed_offset: None, deadline: ms(10_000), missed_pulse: 0 }
-        }
+        None => Timing {
+            hold: Hold::Pulse { ok: 0, ng: 0 },
+            fixed_offset: None,
+            deadline: ms(10_000),
+            missed_pulse: 0,
+            gap: 0,
+        },
     }
 }
 
@@ -240,7 +245,7 @@ impl Service {
                 return Err(self.worker_died(hs));
             }
             let (notice, due) = hs.poll(now()).map_err(Error::plc)?;
-            self.on_notice(notice);
+            self.on_notice(notice, hs.unshown());
             self.mirror(hs);
             if self.closing && (hs.is_ready() || hs.fault().is_some()) {
                 break;
@@ -302,9 +307,10 @@ impl Service {
         if self.worker.is_finished() {
             return Err(self.worker_died(hs));
         }
-        self.record(Event::Stop);
+        let shut = hs.shutdown();
+        self.record(Event::Stop { unshown: hs.unshown().to_vec() });
         self.save();
-        hs.shutdown().map_err(Error::plc)?;
+        shut.map_err(Error::plc)?;
         if let Some(p) = self.plant.take() {
             p.update(|b| b.lines = hs.lines());
             // MQTT gets a moment to send what is queued; what never reaches the broker is
@@ -336,7 +342,8 @@ impl Service {
         }
         bump(&mut self.counters.faults);
         tracing::error!("safe state: {why}");
-        self.record(Event::Fault { fault: fault_name(Fault::Model), part: None, error: Some(why.into()) });
+        let unshown = hs.unshown().to_vec();
+        self.record(Event::Fault { fault: fault_name(Fault::Model), part: None, error: Some(why.into()), unshown });
         self.save();
         Error::Thread { name: "inspect".into(), source: std::io::Error::other(why) }
     }
@@ -404,7 +411,8 @@ impl Service {
         self.dirty = false;
     }
 
-    fn on_notice(&mut self, notice: Option<Notice>) {
+    /// What the handshake's poll did; `unshown`: the verdicts its last fault dropped.
+    fn on_notice(&mut self, notice: Option<Notice>, unshown: &[u32]) {
         match notice {
             Some(Notice::Late(id)) => {
                 bump(&mut self.counters.late);
@@ -416,7 +424,8 @@ impl Service {
                 bump(&mut self.counters.faults);
                 self.stalled = Some(id);
                 self.dirty = true;
-                self.record(Event::Fault { fault: fault_name(Fault::Stalled), part: Some(id), error: None });
+                let unshown = unshown.to_vec();
+                self.record(Event::Fault { fault: fault_name(Fault::Stalled), part: Some(id), error: None, unshown });
             }
             None => {}
         }
@@ -443,7 +452,9 @@ impl Service {
                     if let Some(p) = &self.plant {
                         p.update(|b| b.fault_reason = Some(why.clone()));
                     }
-                    self.record(Event::Fault { fault: fault_name(*fault), part: None, error: Some(why.clone()) });
+                    let unshown = if new_fault { hs.unshown().to_vec() } else { Vec::new() };
+                    let error = Some(why.clone());
+                    self.record(Event::Fault { fault: fault_name(*fault), part: None, error, unshown });
                 }
             }
             None => {
@@ -604,14 +615,6 @@ impl Service {
             tracing::info!("the frame source has run out; stopping after this part");
             self.closing = true;
         }
-        if done.no_frame {
-            // Triggered after the source's last frame (free-run, parts in flight): no part, so
-            // not counted as a trigger either.
-            if hs.withdraw(now, done.id).map_err(Error::plc)? {
-                self.counters.triggers = self.counters.triggers.saturating_sub(1);
-            }
-            return Ok(());
-        }
         if self.stalled == Some(done.id) {
             // The stalled part came back: the frame path moves again.
             self.stalled = None;
@@ -619,6 +622,13 @@ impl Service {
                 hs.clear_fault(now).map_err(Error::plc)?;
                 self.record(Event::Ready);
             }
+            return Ok(());
+        }
+        if done.no_frame {
+            // Triggered after the source's last frame (free-run, parts in flight): no part, so
+            // not counted as a trigger either (a fault may have dropped it already).
+            hs.withdraw(now, done.id).map_err(Error::plc)?;
+            self.counters.triggers = self.counters.triggers.saturating_sub(1);
             return Ok(());
         }
         // A part that could not be inspected is NG, never skipped.

@@ -29,6 +29,11 @@ pub enum Event {
         /// Why, for faults the frame path reports.
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Parts whose verdicts were recorded but never reached the lines (queued behind another
+        /// result, or held for the fixed offset): the fault dropped them, so the PLC saw no
+        /// result for them. Left out when there are none.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unshown: Vec<u32>,
     },
     /// A trigger came while the box was not READY.
     Missed {
@@ -71,7 +76,12 @@ pub enum Event {
         value: Option<String>,
     },
     /// The service stopped.
-    Stop,
+    Stop {
+        /// As for `fault`: verdicts recorded that the stop kept off the lines (none when the
+        /// service ends by itself). Left out when there are none.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unshown: Vec<u32>,
+    },
 }
 
 impl Event {
@@ -158,9 +168,14 @@ mod tests {
         let json = |e: Event| serde_json::to_value(Line { event: &e, time_unix_ms: 5 }).unwrap();
         assert_eq!(json(Event::Ready), serde_json::json!({"event": "ready", "time_unix_ms": 5}));
         assert_eq!(
-            json(Event::Fault { fault: "stalled".into(), part: Some(3), error: None }),
+            json(Event::Fault { fault: "stalled".into(), part: Some(3), error: None, unshown: vec![] }),
             serde_json::json!({"event": "fault", "fault": "stalled", "part": 3, "time_unix_ms": 5})
         );
+        assert_eq!(
+            json(Event::Fault { fault: "camera".into(), part: None, error: None, unshown: vec![4, 5] }),
+            serde_json::json!({"event": "fault", "fault": "camera", "unshown": [4, 5], "time_unix_ms": 5})
+        );
+        assert_eq!(json(Event::Stop { unshown: vec![] }), serde_json::json!({"event": "stop", "time_unix_ms": 5}));
         assert_eq!(
             json(Event::Missed { fault: None }),
             serde_json::json!({"event": "missed", "fault": null, "time_unix_ms": 5})

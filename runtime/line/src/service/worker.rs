@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edge_ad_core::decision::Verdict;
+use edge_ad_core::pipeline::Inspector;
 use edge_ad_core::setup::{Ready, Station};
 use edge_ad_core::source::{FrameSource, SourceHealth};
 use edge_ad_plc::Fault;
 use image::RgbImage;
 
-use super::keep::Collector;
+use super::keep::{Collector, KeepRule};
 use super::lanes::{self, Frame, Lane, LaneWork, Outcome};
 use crate::archive::Archive;
 use crate::config::BoxConfig;
@@ -149,7 +150,7 @@ impl Worker {
     pub fn run<E: Send + 'static>(mut self, jobs: Receiver<Work>, events: Sender<E>, wrap: fn(Report) -> E) {
         let lanes = self.config.parts_in_flight();
         let Some(collector) = self.collector.take() else { return };
-        let keep = collector.keeps();
+        let keep = collector.keep_rule();
         std::thread::scope(|scope| {
             let (to_collector, outcomes) = channel::<Outcome>();
             let told = events.clone();
@@ -170,7 +171,7 @@ impl Worker {
                     }
                 }
             }
-            self.serve(&started, &jobs, &events, wrap, &to_collector, keep, &|| collector.is_finished());
+            self.serve(&started, &jobs, &events, wrap, &to_collector, &keep, &|| collector.is_finished());
             // Dropping the lanes' and our senders (on the way out) lets the lanes, then the
             // collector, finish.
         });
@@ -185,7 +186,7 @@ impl Worker {
         events: &Sender<E>,
         wrap: fn(Report) -> E,
         to_collector: &Sender<Outcome>,
-        keep: bool,
+        keep: &KeepRule,
         collector_ended: &dyn Fn() -> bool,
     ) {
         let mut reported: Option<Option<(Fault, String)>> = None;
@@ -327,7 +328,10 @@ impl Worker {
         let Some(source) = self.source.as_mut() else {
             return Err("the camera is not open".into());
         };
-        let frame = match source.next_frame() {
+        let grabbed = source.next_frame();
+        // A shot may take the last frame of a replayed folder: the parts after it have none.
+        self.source_ended |= grabbed.is_none() || source.remaining() == Some(0);
+        let frame = match grabbed {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("the source has no more frames".into()),
@@ -347,14 +351,15 @@ impl Worker {
         if !(ready.threshold.is_finite() && ready.threshold > 0.0) {
             return Err(format!("the new threshold {} is not a positive number", ready.threshold));
         }
+        // Every lane's frame path first: a fork that fails leaves the old calibration in force.
+        let forks = self.forks(&ready, lanes.len())?;
         crate::teach::promote(&in_force).map_err(|e| e.to_string())?;
         let threshold = ready.threshold;
         self.ready = Some(ready);
         // The operator's sensitivity (if any) is applied to the new threshold at the next part.
         self.applied_sensitivity = 0;
         // Parts already with a lane finish on the old calibration; the next ones use the new.
-        self.lanes_stale = true;
-        self.equip_lanes(lanes)?;
+        self.hand_forks(lanes, forks)?;
         tracing::info!("taught calibration in force: {} (threshold {threshold})", in_force.display());
         Ok(threshold)
     }
@@ -377,18 +382,30 @@ impl Worker {
         }
     }
 
-    /// Gives every lane a fork of the frame path in force, each searching with the threads a
-    /// lane gets (all of `model.threads` with one lane; one each with several, unless set).
+    /// Gives every lane a fork of the frame path in force.
     fn equip_lanes(&mut self, lanes: &[Lane<'_>]) -> std::result::Result<(), String> {
         let Some(ready) = self.ready.as_ref() else { return Ok(()) };
-        let threads = match (lanes.len(), self.config.model.threads) {
+        let forks = self.forks(ready, lanes.len())?;
+        self.hand_forks(lanes, forks)
+    }
+
+    /// `count` forks of `ready`'s frame path, each searching with the threads a lane gets (all
+    /// of `model.threads` with one lane; one each with several, unless set).
+    fn forks(&self, ready: &Ready, count: usize) -> std::result::Result<Vec<Inspector>, String> {
+        let threads = match (count, self.config.model.threads) {
             (0 | 1, _) => self.station.as_ref().map_or(1, |s| s.threads()),
             (_, Some(t)) => t,
             (_, None) => 1,
         };
-        for lane in lanes {
-            let fork =
-                ready.inspector.fork(threads).map_err(|e| format!("cannot make a frame path for a lane: {e}"))?;
+        (0..count)
+            .map(|_| ready.inspector.fork(threads).map_err(|e| format!("cannot make a frame path for a lane: {e}")))
+            .collect()
+    }
+
+    /// Hands one fork to each lane: the parts it already has finish on the frame path before.
+    fn hand_forks(&mut self, lanes: &[Lane<'_>], forks: Vec<Inspector>) -> std::result::Result<(), String> {
+        self.lanes_stale = true;
+        for (lane, fork) in lanes.iter().zip(forks) {
             if !lane.send(LaneWork::Use(Box::new(fork))) {
                 return Err("an inspection lane is gone".into());
             }
@@ -400,7 +417,7 @@ impl Worker {
     /// Grabs the part's frame and hands it to the least busy lane; a part that cannot be
     /// grabbed goes to the collector as an error (NG), in its place. `false`: a lane or the
     /// collector is gone.
-    fn hand_on(&mut self, lanes: &[Lane<'_>], job: Job, keep: bool, to_collector: &Sender<Outcome>) -> bool {
+    fn hand_on(&mut self, lanes: &[Lane<'_>], job: Job, keep: &KeepRule, to_collector: &Sender<Outcome>) -> bool {
         let seq = self.parts;
         self.parts += 1;
         let source_error =
@@ -417,8 +434,10 @@ impl Worker {
             },
             kept: None,
         };
-        if self.source_ended {
-            // Triggered (free-run, parts in flight) after the last frame went: not a part.
+        let free_run = matches!(self.config.trigger, crate::config::TriggerConfig::FreeRun { .. });
+        if self.source_ended && free_run {
+            // The box triggered itself after the last frame went: not a part. (A PLC's trigger
+            // is a part: it gets NG below, as the source has no frame for it.)
             let mut outcome = failed(&job, String::new(), source_error("exhausted"), true);
             outcome.done.no_frame = true;
             return to_collector.send(outcome).is_ok();
@@ -428,13 +447,15 @@ impl Worker {
                 .send(failed(&job, String::new(), source_error("the frame path is not ready"), false))
                 .is_ok();
         };
-        let frame = match source.next_frame() {
+        let grabbed = source.next_frame();
+        // Whether that was the source's last frame, read or not (a replayed folder's last file
+        // may fail to decode): the service ends after this part.
+        let last = grabbed.is_none() || source.remaining() == Some(0);
+        self.source_ended = last;
+        let frame = match grabbed {
             Some(Ok(f)) => f,
-            Some(Err(e)) => return to_collector.send(failed(&job, String::new(), e, false)).is_ok(),
-            None => {
-                self.source_ended = true;
-                return to_collector.send(failed(&job, String::new(), source_error("exhausted"), true)).is_ok();
-            }
+            Some(Err(e)) => return to_collector.send(failed(&job, String::new(), e, last)).is_ok(),
+            None => return to_collector.send(failed(&job, String::new(), source_error("exhausted"), true)).is_ok(),
         };
         // The operator changed the sensitivity: the threshold follows from the next part on.
         let asked = self.sensitivity.load(Ordering::Relaxed);
@@ -443,8 +464,7 @@ impl Worker {
                 edge_ad_core::decision::with_sensitivity(&ready.calibration.threshold, f32::from_bits(asked)).value;
             self.applied_sensitivity = asked;
         }
-        let last = source.remaining() == Some(0);
-        self.source_ended = last;
+        let keep = keep.now();
         let frame = Frame { seq, job, name: frame.name, image: frame.image, threshold: ready.threshold, last, keep };
         match lanes::least_busy(lanes) {
             Some(lane) => lane.send(LaneWork::Part(Box::new(frame))),
