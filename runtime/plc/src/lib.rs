@@ -327,7 +327,8 @@ impl<P: OutputPin> Handshake<P> {
 
     /// The parts whose verdicts were known (queued behind others, or held for the offset) but
     /// never shown, because the last fault dropped them: the caller records them, since the PLC
-    /// saw no result for them. Each fault (and shut-down) replaces the list.
+    /// saw no result for them. Each fault (and shut-down) replaces the list; the fault's end
+    /// empties it.
     pub fn unshown(&self) -> &[u32] {
         &self.unshown[..self.unshown_len]
     }
@@ -476,6 +477,7 @@ impl<P: OutputPin> Handshake<P> {
     pub fn clear_fault(&mut self, now: Micros) -> PinResult<P> {
         if self.fault.is_some() {
             self.fault = None;
+            self.unshown_len = 0;
             set(&mut self.out.error, false)?;
             self.settle(now)?;
         }
@@ -799,6 +801,7 @@ mod tests {
         b.hs.poll(1560 * MS).unwrap();
         assert_eq!(b.on(), ["error"]);
         b.hs.clear_fault(1600 * MS).unwrap();
+        assert!(b.hs.unshown().is_empty(), "the fault's end empties the list");
         // Late: NG at the offset, the late OK is dropped.
         let TriggerOutcome::Accepted(id) = b.hs.trigger(2000 * MS).unwrap() else { panic!() };
         assert_eq!(b.hs.poll(2060 * MS).unwrap().0, Some(Notice::Late(id)));

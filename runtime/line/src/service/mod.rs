@@ -615,6 +615,11 @@ impl Service {
             tracing::info!("the frame source has run out; stopping after this part");
             self.closing = true;
         }
+        if done.no_frame {
+            // Triggered after the source's last frame (free-run, parts in flight): no part, so
+            // not counted as a trigger either.
+            self.counters.triggers = self.counters.triggers.saturating_sub(1);
+        }
         if self.stalled == Some(done.id) {
             // The stalled part came back: the frame path moves again.
             self.stalled = None;
@@ -625,10 +630,8 @@ impl Service {
             return Ok(());
         }
         if done.no_frame {
-            // Triggered after the source's last frame (free-run, parts in flight): no part, so
-            // not counted as a trigger either (a fault may have dropped it already).
+            // Nothing to show (a fault may have dropped it already).
             hs.withdraw(now, done.id).map_err(Error::plc)?;
-            self.counters.triggers = self.counters.triggers.saturating_sub(1);
             return Ok(());
         }
         // A part that could not be inspected is NG, never skipped.
