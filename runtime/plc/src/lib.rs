@@ -34,6 +34,7 @@
 extern crate std;
 
 use embedded_hal::digital::OutputPin;
+use heapless::Vec;
 
 /// Time in microseconds on a monotonic clock (the caller's).
 pub type Micros = u64;
@@ -224,8 +225,6 @@ struct InFlight {
     verdict: Option<Shown>,
 }
 
-const NO_PART: InFlight = InFlight { id: 0, triggered: 0, late: false, verdict: None };
-
 #[derive(Clone, Copy, Debug)]
 enum ResultState {
     None,
@@ -254,17 +253,15 @@ pub struct Handshake<P> {
     out: Outputs<P>,
     timing: Timing,
     fault: Option<Fault>,
-    /// The parts in flight in trigger order: `parts[..in_flight]`.
-    parts: [InFlight; MAX_DEPTH],
-    in_flight: usize,
+    /// The parts in flight, in trigger order.
+    parts: Vec<InFlight, MAX_DEPTH>,
     /// Parts that may be in flight at once.
     depth: usize,
     result: ResultState,
     missed_until: Option<Micros>,
     next_id: u32,
     /// The parts whose verdicts were known but not shown when the last fault came.
-    unshown: [u32; MAX_DEPTH],
-    unshown_len: usize,
+    unshown: Vec<u32, MAX_DEPTH>,
 }
 
 impl<P: OutputPin> Handshake<P> {
@@ -274,14 +271,12 @@ impl<P: OutputPin> Handshake<P> {
             out,
             timing,
             fault: Some(Fault::Stopped),
-            parts: [NO_PART; MAX_DEPTH],
-            in_flight: 0,
+            parts: Vec::new(),
             depth: 1,
             result: ResultState::None,
             missed_until: None,
             next_id: 0,
-            unshown: [0; MAX_DEPTH],
-            unshown_len: 0,
+            unshown: Vec::new(),
         }
     }
 
@@ -312,7 +307,7 @@ impl<P: OutputPin> Handshake<P> {
 
     /// Whether READY is on.
     pub fn is_ready(&self) -> bool {
-        self.fault.is_none() && self.in_flight == 0 && matches!(self.result, ResultState::None)
+        self.fault.is_none() && self.parts.is_empty() && matches!(self.result, ResultState::None)
     }
 
     /// Whether a trigger now would be accepted: READY with a depth of 1; with more, no fault and
@@ -321,7 +316,7 @@ impl<P: OutputPin> Handshake<P> {
         if self.depth == 1 {
             self.is_ready()
         } else {
-            self.fault.is_none() && self.in_flight < self.depth
+            self.fault.is_none() && self.parts.len() < self.depth
         }
     }
 
@@ -330,25 +325,12 @@ impl<P: OutputPin> Handshake<P> {
     /// saw no result for them. Each fault (and shut-down) replaces the list; the fault's end
     /// empties it.
     pub fn unshown(&self) -> &[u32] {
-        &self.unshown[..self.unshown_len]
-    }
-
-    /// The parts in flight, in trigger order.
-    fn flying(&self) -> &[InFlight] {
-        &self.parts[..self.in_flight]
+        &self.unshown
     }
 
     /// Whether a part awaits its verdict (BUSY).
     fn awaiting(&self) -> bool {
-        self.flying().iter().any(|p| p.verdict.is_none())
-    }
-
-    /// Takes the part at `index` out of the flight, keeping the others' order.
-    fn remove(&mut self, index: usize) -> InFlight {
-        let part = self.parts[index];
-        self.parts.copy_within(index + 1..self.in_flight, index);
-        self.in_flight -= 1;
-        part
+        self.parts.iter().any(|p| p.verdict.is_none())
     }
 
     /// The output lines (to read their state).
@@ -376,17 +358,17 @@ impl<P: OutputPin> Handshake<P> {
 
     /// A trigger edge at `now`.
     pub fn trigger(&mut self, now: Micros) -> Result<TriggerOutcome, <P as embedded_hal::digital::ErrorType>::Error> {
-        if !self.accepts() {
+        let part = InFlight { id: self.next_id, triggered: now, late: false, verdict: None };
+        // The depth is at most the list's room, so an accepted part always fits.
+        if !self.accepts() || self.parts.push(part).is_err() {
             if let Some(l) = self.out.missed.as_mut() {
                 l.drive(true)?;
                 self.missed_until = Some(now.saturating_add(self.timing.missed_pulse));
             }
             return Ok(TriggerOutcome::Missed);
         }
-        let id = self.next_id;
+        let id = part.id;
         self.next_id = self.next_id.wrapping_add(1);
-        self.parts[self.in_flight] = InFlight { id, triggered: now, late: false, verdict: None };
-        self.in_flight += 1;
         set(&mut self.out.ready, false)?;
         set(&mut self.out.busy, true)?;
         Ok(TriggerOutcome::Accepted(id))
@@ -399,13 +381,13 @@ impl<P: OutputPin> Handshake<P> {
         id: u32,
         shown: Shown,
     ) -> Result<VerdictOutcome, <P as embedded_hal::digital::ErrorType>::Error> {
-        let found = self.flying().iter().position(|p| p.id == id && p.verdict.is_none());
+        let found = self.parts.iter().position(|p| p.id == id && p.verdict.is_none());
         let index = match found {
             Some(i) if self.fault.is_none() => i,
             _ => return Ok(VerdictOutcome::Stale),
         };
         if self.parts[index].late {
-            self.remove(index);
+            self.parts.remove(index);
             let busy = self.awaiting();
             set(&mut self.out.busy, busy)?;
             self.settle(now)?;
@@ -416,7 +398,7 @@ impl<P: OutputPin> Handshake<P> {
         set(&mut self.out.busy, busy)?;
         self.advance(now)?;
         // Where the verdict went: shown or held if it left the flight, else queued behind others.
-        if self.flying().iter().any(|p| p.id == id) {
+        if self.parts.iter().any(|p| p.id == id) {
             return Ok(VerdictOutcome::Queued);
         }
         Ok(match self.result {
@@ -430,10 +412,10 @@ impl<P: OutputPin> Handshake<P> {
     /// out), so there was no part. Nothing goes OK; the parts behind it move up. Returns whether
     /// the part was in flight.
     pub fn withdraw(&mut self, now: Micros, id: u32) -> Result<bool, <P as embedded_hal::digital::ErrorType>::Error> {
-        let Some(index) = self.flying().iter().position(|p| p.id == id && p.verdict.is_none()) else {
+        let Some(index) = self.parts.iter().position(|p| p.id == id && p.verdict.is_none()) else {
             return Ok(false);
         };
-        self.remove(index);
+        self.parts.remove(index);
         let busy = self.awaiting();
         set(&mut self.out.busy, busy)?;
         self.advance(now)?;
@@ -444,11 +426,11 @@ impl<P: OutputPin> Handshake<P> {
     /// While the result lines are free and the oldest part in flight has its verdict: shows it
     /// (or holds it for the fixed offset). Returns whether it put a result up.
     fn advance(&mut self, now: Micros) -> Result<bool, <P as embedded_hal::digital::ErrorType>::Error> {
-        if !matches!(self.result, ResultState::None) || self.in_flight == 0 {
+        if !matches!(self.result, ResultState::None) {
             return Ok(false);
         }
-        let Some(shown) = self.parts[0].verdict else { return Ok(false) };
-        let part = self.remove(0);
+        let Some(shown) = self.parts.first().and_then(|p| p.verdict) else { return Ok(false) };
+        let part = self.parts.remove(0);
         match self.timing.fixed_offset {
             Some(offset) if now < part.triggered.saturating_add(offset) => {
                 self.result = ResultState::Held { id: part.id, shown, due: part.triggered.saturating_add(offset) };
@@ -477,7 +459,7 @@ impl<P: OutputPin> Handshake<P> {
     pub fn clear_fault(&mut self, now: Micros) -> PinResult<P> {
         if self.fault.is_some() {
             self.fault = None;
-            self.unshown_len = 0;
+            self.unshown.clear();
             set(&mut self.out.error, false)?;
             self.settle(now)?;
         }
@@ -503,14 +485,13 @@ impl<P: OutputPin> Handshake<P> {
             }
         }
         let deadline = self.timing.deadline;
-        let stalled = self.flying().iter().find(|p| p.verdict.is_none() && now >= p.triggered.saturating_add(deadline));
+        let stalled = self.parts.iter().find(|p| p.verdict.is_none() && now >= p.triggered.saturating_add(deadline));
         if let Some(part) = stalled.copied() {
             self.enter_safe(Fault::Stalled)?;
             return Ok((Some(Notice::Stalled(part.id)), self.next_due()));
         }
         // A fixed offset keeps the depth at 1: the part in flight is the only one.
-        if let (Some(offset), true) = (self.timing.fixed_offset, self.in_flight > 0) {
-            let part = self.parts[0];
+        if let (Some(offset), Some(&part)) = (self.timing.fixed_offset, self.parts.first()) {
             if !part.late && part.verdict.is_none() && now >= part.triggered.saturating_add(offset) {
                 // Fail-safe: the result is due and not known, so the part is NG.
                 self.parts[0].late = true;
@@ -543,7 +524,7 @@ impl<P: OutputPin> Handshake<P> {
     fn next_due(&self) -> Option<Micros> {
         let mut due: Option<Micros> = self.missed_until;
         let mut at = |t: Micros| due = Some(due.map_or(t, |d| d.min(t)));
-        for part in self.flying().iter().filter(|p| p.verdict.is_none()) {
+        for part in self.parts.iter().filter(|p| p.verdict.is_none()) {
             at(part.triggered.saturating_add(self.timing.deadline));
             if let (Some(offset), false) = (self.timing.fixed_offset, part.late) {
                 at(part.triggered.saturating_add(offset));
@@ -597,21 +578,20 @@ impl<P: OutputPin> Handshake<P> {
 
     fn enter_safe(&mut self, fault: Fault) -> PinResult<P> {
         // What had a verdict but never reached the lines: the caller records it.
-        let mut unshown = [0; MAX_DEPTH];
-        let mut len = 0;
-        if let ResultState::Held { id, .. } = self.result {
-            unshown[0] = id;
-            len = 1;
-        }
-        for part in self.flying().iter().filter(|p| p.verdict.is_some()) {
-            if len < MAX_DEPTH {
-                unshown[len] = part.id;
-                len += 1;
+        // (A held result exists only with one part in flight, so they all fit.)
+        let held = match self.result {
+            ResultState::Held { id, .. } => Some(id),
+            _ => None,
+        };
+        let known = self.parts.iter().filter(|p| p.verdict.is_some()).map(|p| p.id);
+        self.unshown.clear();
+        for id in held.into_iter().chain(known) {
+            if self.unshown.push(id).is_err() {
+                break;
             }
         }
-        (self.unshown, self.unshown_len) = (unshown, len);
         self.fault = Some(fault);
-        self.in_flight = 0;
+        self.parts.clear();
         self.result = ResultState::None;
         // OK first: whatever fails after this, OK is already off.
         set(&mut self.out.ok, false)?;
