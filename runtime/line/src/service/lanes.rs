@@ -15,7 +15,7 @@ use edge_ad_core::preprocess::CropGeometry;
 use image::RgbImage;
 
 use super::keep::Keep;
-use super::worker::{Done, Job, Scored};
+use super::worker::{source_error, Done, Job, Scored};
 
 /// A grabbed frame for a lane.
 pub(super) struct Frame {
@@ -127,11 +127,7 @@ fn score(inspector: Option<&mut Inspector>, frame: Frame) -> Outcome {
     let Frame { seq, job, name, image, threshold, last, keep } = frame;
     let done = |result, latency_ms| Done { id: job.id, frame: name, result, latency_ms, last, no_frame: false };
     let Some(inspector) = inspector else {
-        let why = edge_ad_core::Error::Source {
-            name: "the frame source".into(),
-            reason: "the frame path is not ready".into(),
-        };
-        return Outcome { seq, done: done(Err(why), 0.0), kept: None };
+        return Outcome { seq, done: done(Err(source_error("the frame path is not ready")), 0.0), kept: None };
     };
     let inspection = inspector.inspect(&image);
     let latency_ms = job.triggered.elapsed().as_secs_f64() * 1e3;

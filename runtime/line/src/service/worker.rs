@@ -67,6 +67,11 @@ pub(super) struct Done {
     pub no_frame: bool,
 }
 
+/// Why a part has no frame to score, as an error of the frame source (the part is NG).
+pub(super) fn source_error(reason: &str) -> edge_ad_core::Error {
+    edge_ad_core::Error::Source { name: "the frame source".into(), reason: reason.into() }
+}
+
 /// A scored part: the verdict is decided once, in the lane that scored it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Scored {
@@ -91,8 +96,6 @@ pub(super) struct Worker {
     config: BoxConfig,
     /// Where verdicts go, in order, and parts are kept; the collector thread takes it.
     collector: Option<Collector>,
-    /// The lanes do not have the frame path in force yet.
-    lanes_stale: bool,
     /// Parts handed on so far: the next part's place in the order.
     parts: u64,
     /// The last frame of the source was handed on (a replayed folder ran out).
@@ -110,7 +113,8 @@ pub(super) struct Worker {
     /// A broken new slot was rolled back once; never again in this run (no ping-pong).
     rolled_back: bool,
     source: Option<Box<dyn FrameSource + Send>>,
-    /// The calibration's frame path (the lanes score with forks of it) and threshold.
+    /// The calibration's frame path and threshold. The lanes score with forks of it: whenever it
+    /// is set, every lane has been handed one.
     ready: Option<Ready>,
 }
 
@@ -128,7 +132,6 @@ impl Worker {
         Self {
             config,
             collector: Some(collector),
-            lanes_stale: true,
             parts: 0,
             source_ended: false,
             sensitivity,
@@ -292,15 +295,12 @@ impl Worker {
                     tracing::info!("calibration {} loaded", self.config.model.calibration.display());
                     self.ready = Some(r);
                     self.applied_sensitivity = 0;
-                    self.lanes_stale = true;
+                    if let Err(e) = self.equip_lanes(lanes) {
+                        self.ready = None;
+                        return Some((Fault::Model, e));
+                    }
                 }
                 Err(e) => return Some((Fault::Calibration, e.to_string())),
-            }
-        }
-        if self.lanes_stale {
-            if let Err(e) = self.equip_lanes(lanes) {
-                self.ready = None;
-                return Some((Fault::Model, e));
             }
         }
         if self.source.is_none() {
@@ -383,7 +383,7 @@ impl Worker {
     }
 
     /// Gives every lane a fork of the frame path in force.
-    fn equip_lanes(&mut self, lanes: &[Lane<'_>]) -> std::result::Result<(), String> {
+    fn equip_lanes(&self, lanes: &[Lane<'_>]) -> std::result::Result<(), String> {
         let Some(ready) = self.ready.as_ref() else { return Ok(()) };
         let forks = self.forks(ready, lanes.len())?;
         self.hand_forks(lanes, forks)
@@ -403,14 +403,13 @@ impl Worker {
     }
 
     /// Hands one fork to each lane: the parts it already has finish on the frame path before.
-    fn hand_forks(&mut self, lanes: &[Lane<'_>], forks: Vec<Inspector>) -> std::result::Result<(), String> {
-        self.lanes_stale = true;
+    /// (A lane that is gone ends the worker at the top of its loop, before the next part.)
+    fn hand_forks(&self, lanes: &[Lane<'_>], forks: Vec<Inspector>) -> std::result::Result<(), String> {
         for (lane, fork) in lanes.iter().zip(forks) {
             if !lane.send(LaneWork::Use(Box::new(fork))) {
                 return Err("an inspection lane is gone".into());
             }
         }
-        self.lanes_stale = false;
         Ok(())
     }
 
@@ -420,13 +419,11 @@ impl Worker {
     fn hand_on(&mut self, lanes: &[Lane<'_>], job: Job, keep: &KeepRule, to_collector: &Sender<Outcome>) -> bool {
         let seq = self.parts;
         self.parts += 1;
-        let source_error =
-            |reason: &str| edge_ad_core::Error::Source { name: "the frame source".into(), reason: reason.into() };
-        let failed = |job: &Job, frame: String, e: edge_ad_core::Error, last: bool| Outcome {
+        let failed = |job: &Job, e: edge_ad_core::Error, last: bool| Outcome {
             seq,
             done: Done {
                 id: job.id,
-                frame,
+                frame: String::new(),
                 result: Err(e),
                 latency_ms: job.triggered.elapsed().as_secs_f64() * 1e3,
                 last,
@@ -438,14 +435,12 @@ impl Worker {
         if self.source_ended && free_run {
             // The box triggered itself after the last frame went: not a part. (A PLC's trigger
             // is a part: it gets NG below, as the source has no frame for it.)
-            let mut outcome = failed(&job, String::new(), source_error("exhausted"), true);
+            let mut outcome = failed(&job, source_error("exhausted"), true);
             outcome.done.no_frame = true;
             return to_collector.send(outcome).is_ok();
         }
-        let (Some(source), Some(ready), false) = (self.source.as_mut(), self.ready.as_mut(), self.lanes_stale) else {
-            return to_collector
-                .send(failed(&job, String::new(), source_error("the frame path is not ready"), false))
-                .is_ok();
+        let (Some(source), Some(ready)) = (self.source.as_mut(), self.ready.as_mut()) else {
+            return to_collector.send(failed(&job, source_error("the frame path is not ready"), false)).is_ok();
         };
         let grabbed = source.next_frame();
         // Whether that was the source's last frame, read or not (a replayed folder's last file
@@ -454,8 +449,8 @@ impl Worker {
         self.source_ended = last;
         let frame = match grabbed {
             Some(Ok(f)) => f,
-            Some(Err(e)) => return to_collector.send(failed(&job, String::new(), e, last)).is_ok(),
-            None => return to_collector.send(failed(&job, String::new(), source_error("exhausted"), true)).is_ok(),
+            Some(Err(e)) => return to_collector.send(failed(&job, e, last)).is_ok(),
+            None => return to_collector.send(failed(&job, source_error("exhausted"), true)).is_ok(),
         };
         // The operator changed the sensitivity: the threshold follows from the next part on.
         let asked = self.sensitivity.load(Ordering::Relaxed);
